@@ -1,0 +1,55 @@
+"""Small helpers shared across the package."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["optional_module", "atomic_write", "atomic_save"]
+
+
+def optional_module(name: str) -> tuple[ModuleType | None, str | None]:
+    """Import ``name`` if it can be imported *and initialised*; return ``(module, None)`` or ``(None, reason)``.
+
+    ``ImportError`` is not enough: a torchvision wheel built for another torch raises ``RuntimeError``
+    ("operator torchvision::nms does not exist") at import time, and segmentation-models-pytorch and timm
+    import torchvision. Treating any exception as "unavailable" keeps this package importable there.
+    """
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:  # noqa: BLE001 - any failure means the optional backend is unusable
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it over ``path``.
+
+    A crash (or a full disk) while writing leaves any previous file at ``path`` intact and no partial file
+    behind: the rename is atomic on POSIX file systems.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` written atomically (see :func:`atomic_write`)."""
+    import torch
+
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
