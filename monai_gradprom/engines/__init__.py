@@ -1,0 +1,22 @@
+"""Ignite engines: the GradPromTrainer, the enhancement evaluator, VR pretraining and handlers."""
+
+from monai_gradprom.engines.evaluator import EnhancementEvaluator, enhancement_metrics, match_size
+from monai_gradprom.engines.handlers import MetricsJSONWriter, NonFiniteLossError, StopOnNonFiniteLoss, scalar_outputs
+from monai_gradprom.engines.pretrain import load_network_weights, pretrain_recognizer
+from monai_gradprom.engines.trainer import GradPromTrainer, is_pretrained, mark_pretrained, prepare_enhancement_batch
+
+__all__ = [
+    "GradPromTrainer",
+    "EnhancementEvaluator",
+    "enhancement_metrics",
+    "match_size",
+    "pretrain_recognizer",
+    "load_network_weights",
+    "mark_pretrained",
+    "is_pretrained",
+    "prepare_enhancement_batch",
+    "scalar_outputs",
+    "MetricsJSONWriter",
+    "StopOnNonFiniteLoss",
+    "NonFiniteLossError",
+]

@@ -1,0 +1,89 @@
+"""Ignite handlers MONAI does not provide: writing metrics.json, reading scalar outputs, non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from monai_gradprom.utils import atomic_write
+
+__all__ = ["scalar_outputs", "MetricsJSONWriter", "NonFiniteLossError", "StopOnNonFiniteLoss"]
+
+
+def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate")):
+    """An ``output_transform`` returning ``{key: float}`` for the keys present (for MONAI's Stats handlers,
+    which log every entry of a dict). NaN entries (e.g. ``loss_vr`` of ``plain``) are left out."""
+
+    def transform(output: Any) -> dict[str, float]:
+        if isinstance(output, list):  # decollated: scalars are replicated per sample
+            output = output[0]
+        values = {}
+        for key in keys:
+            if isinstance(output, Mapping) and key in output:
+                value = float(torch.as_tensor(output[key]).float().mean())
+                if not math.isnan(value):
+                    values[key] = value
+        return values
+
+    return transform
+
+
+class MetricsJSONWriter:
+    """Write the engine's metrics (``engine.state.metrics``, means over the evaluation set) to a JSON file when
+    the run completes, atomically, together with optional extra fields (e.g. the strategy and settings)."""
+
+    def __init__(self, output_dir: str | os.PathLike, filename: str = "metrics.json", extra: dict | None = None):
+        self.path = Path(output_dir) / filename
+        self.extra = dict(extra or {})
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))}
+        payload = {**metrics, **self.extra}
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, sort_keys=True)))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss."""
+
+
+class StopOnNonFiniteLoss:
+    """Stop training with a clear error naming the iteration when a loss becomes NaN or Inf.
+
+    Attach it *before* any checkpoint saver so that the corrupted state is never saved; the last good
+    checkpoint stays on disk. It reads the losses after the step, like a logging handler (a host sync per
+    iteration, which the logging already costs).
+    """
+
+    def __init__(self, keys: Sequence[str] = ("loss_ip", "loss_vr")):
+        self.keys = tuple(keys)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        if isinstance(output, list):
+            output = output[0]
+        for key in self.keys:
+            if not isinstance(output, Mapping) or key not in output:
+                continue
+            value = torch.as_tensor(output[key]).float()
+            if key == "loss_vr" and bool(torch.isnan(value).all()) and not bool(torch.isinf(value).any()):
+                uses_vr = getattr(getattr(engine, "strategy", None), "uses_vr", False)
+                if not uses_vr or engine.state.epoch <= getattr(engine, "ip_warmup_epochs", 0):
+                    continue  # NaN is the documented "unused" marker here
+            if not bool(torch.isfinite(value).all()):
+                raise NonFiniteLossError(
+                    f"{key} became {float(value.reshape(-1)[0])} at iteration {engine.state.iteration} "
+                    f"(epoch {engine.state.epoch}); training stopped, the last saved checkpoint is kept"
+                )

@@ -1,0 +1,94 @@
+"""Pretraining VR on clean images (or loading it from a checkpoint) before it is cascaded behind IP."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import torch
+from monai.engines import SupervisedTrainer
+from torch import nn
+
+from monai_gradprom.engines.trainer import mark_pretrained
+from monai_gradprom.losses import default_vr_loss
+from monai_gradprom.utils import atomic_save
+
+__all__ = ["pretrain_recognizer", "load_network_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str | None = None) -> nn.Module:
+    """Load a state dict (or the entry ``key`` of a checkpoint dict) into ``network`` strictly.
+
+    A checkpoint of another architecture fails with an error naming the file and the mismatched keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    if key is not None and isinstance(state, dict) and key in state:
+        state = state[key]
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint {path} does not match the network {type(network).__name__}: {exc}") from exc
+    return network
+
+
+def pretrain_recognizer(
+    network: nn.Module,
+    data_loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str,
+    task_key: str = "label",
+    image_key: str = "target",
+    loss_function: Callable | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    input_transform: Callable | None = None,
+    handlers: Sequence | None = None,
+    amp: bool = False,
+) -> nn.Module:
+    """Train ``network`` to recognise ``task_key`` on clean images (the batch's ``target``), with MONAI's
+    SupervisedTrainer, and mark it pretrained.
+
+    With ``checkpoint``: an existing file is loaded instead of training; otherwise the trained weights are saved
+    there (atomically). ``epochs=0`` without a checkpoint leaves the network untrained (and unmarked).
+    """
+    if checkpoint is not None and Path(checkpoint).is_file():
+        logger.info("loading pretrained VR from %s", checkpoint)
+        load_network_weights(network, checkpoint)
+        return mark_pretrained(network)
+    if epochs <= 0:
+        return network
+    loss_function = loss_function if loss_function is not None else default_vr_loss(task_key)
+
+    def prepare(batchdata, device, non_blocking=False, **kwargs):
+        image = batchdata[image_key].to(device=device, non_blocking=non_blocking)
+        if input_transform is not None:
+            image = input_transform(image)
+        return image, torch.as_tensor(batchdata[task_key]).to(device=device, non_blocking=non_blocking)
+
+    trainer = SupervisedTrainer(
+        device=torch.device(device),
+        max_epochs=epochs,
+        train_data_loader=data_loader,
+        network=network,
+        optimizer=optimizer,
+        loss_function=loss_function,
+        prepare_batch=prepare,
+        train_handlers=handlers,
+        amp=amp and torch.device(device).type == "cuda",
+        decollate=False,
+    )
+    trainer.run()
+    network.eval()
+    if checkpoint is not None:
+        atomic_save(network.state_dict(), checkpoint)
+    return mark_pretrained(network)

@@ -1,0 +1,412 @@
+"""GradPromTrainer: one Ignite iteration for every strategy of task-driven image enhancement."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Events
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.utils import CommonKeys
+from torch import nn
+from torch.utils.data import DataLoader
+
+from monai_gradprom.gradients import all_finite, all_reduce_mean_
+from monai_gradprom.losses import default_vr_loss
+from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy
+
+__all__ = ["GradPromTrainer", "prepare_enhancement_batch", "mark_pretrained", "is_pretrained"]
+
+_PRETRAINED_FLAG = "_monai_gradprom_pretrained"
+
+
+def mark_pretrained(network: nn.Module) -> nn.Module:
+    """Record that ``network`` holds trained recognition weights (pretrained or loaded from a checkpoint), so it
+    may serve as the frozen teacher of unsupervised recognition-aware training."""
+    setattr(network, _PRETRAINED_FLAG, True)
+    return network
+
+
+def is_pretrained(network: nn.Module) -> bool:
+    return bool(getattr(network, _PRETRAINED_FLAG, False))
+
+
+def prepare_enhancement_batch(
+    batchdata: Mapping[str, Any],
+    device: torch.device | str | None = None,
+    non_blocking: bool = False,
+    keys: Sequence[str] = ("image", "target", "label", "seg"),
+    **kwargs,
+) -> dict[str, torch.Tensor]:
+    """Move the keys of an enhancement batch that are present to ``device`` (others are dropped)."""
+    if not isinstance(batchdata, Mapping):
+        raise TypeError(f"GradPromTrainer expects dict batches, got {type(batchdata).__name__}")
+    out = {}
+    for key in keys:
+        if key in batchdata:
+            value = batchdata[key]
+            value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+            out[key] = value.to(device=device, non_blocking=non_blocking, **kwargs)
+    return out
+
+
+def _as_task_dict(value: Any, default_task: str, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {default_task: value}
+
+
+def _parameters(module: nn.Module | None) -> list[nn.Parameter]:
+    return [] if module is None else [p for p in module.parameters() if p.requires_grad]
+
+
+class GradPromTrainer(Trainer):
+    """Trains an enhancement network IP, optionally with a recognition network VR, under one strategy.
+
+    Args:
+        device: device of the networks and batches.
+        max_epochs: total number of epochs.
+        train_data_loader: yields dict batches: ``image`` (degraded input), ``target`` (clean image) and the
+            recognition targets (``label`` class index and/or ``seg`` mask).
+        ip_network, ip_optimizer: the enhancement network and its optimizer.
+        vr_network: a recognizer, or a dict ``{task_key: recognizer}`` for a multi-task VR (each task's
+            gradient is gated on its own). A single recognizer is supervised by ``vr_target_key``.
+        vr_optimizer: optimizer of VR's parameters (one for all tasks, or a dict per task); stepped only by
+            strategies that train VR (``joint``, ``gradprom``, ``pcgrad``).
+        strategy: ``plain``, ``joint``, ``frozen``, ``transformer``, ``gradprom``, ``pcgrad`` or a
+            :class:`~monai_gradprom.strategies.Strategy` instance.
+        lam: weight of the recognition loss (or gradient). gate: ``hard`` or ``soft`` (GradProm only).
+        vr_supervision: ``supervised`` (L_VR against labels/masks) or ``unsupervised`` (L_VR = distance between
+            VR(IP(x)) and a frozen teacher copy of the pretrained VR applied to the clean target).
+        ip_loss_function: L_IP, called as ``loss(enhanced, target)``; default MSE.
+        vr_loss_function: L_VR (or a dict per task), called as ``loss(prediction, target)``; defaults:
+            cross-entropy for ``label``, Dice + CE for ``seg``, softmax L2 to the teacher when unsupervised.
+        vr_target_key: the batch key supervising a single VR (default ``"label"``).
+        transformer_network, transformer_optimizer: the RA transformer T (``transformer`` strategy).
+        vr_teacher: frozen teacher(s) for unsupervised supervision; by default a copy of VR taken when the run
+            starts, which requires VR to be pretrained (see :func:`mark_pretrained`).
+        unsupervised_loss: ``l2`` (softmax L2, RA paper) or ``kl``.
+        ip_warmup_epochs: epochs during which IP trains alone (plain) before VR is cascaded.
+        vr_input_transform: optional callable applied to VR's input (e.g. a normalisation a pretrained VR
+            expects); by default VR sees IP's output as it is. The teacher sees the same transform of the target.
+        accumulation_steps: micro-batches whose gradients are summed before the gate is decided and the
+            optimizers step.
+        amp: mixed precision. On CUDA: float16 autocast with a gradient scaler (the cosine is scale invariant,
+            and a step with inf/NaN gradients is skipped for every optimizer alike); on CPU: bfloat16 autocast.
+        decollate: MONAI's per-sample decollation of ``engine.state.output``. Off by default so that the output
+            stays the contract's dict; MODEL_COMPLETED is fired either way.
+        Other arguments are those of :class:`monai.engines.SupervisedTrainer`.
+
+    ``engine.state.output`` is a dict with ``loss_ip``, ``loss_vr`` (NaN while VR is unused), ``loss``, and for
+    gating strategies ``cos`` and ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch
+    tensors and ``pred`` (IP's output). All values are tensors; handlers read them after the step.
+    """
+
+    def __init__(
+        self,
+        device: torch.device | str,
+        max_epochs: int,
+        train_data_loader: Iterable | DataLoader,
+        ip_network: nn.Module,
+        ip_optimizer: torch.optim.Optimizer,
+        vr_network: nn.Module | Mapping[str, nn.Module] | None = None,
+        vr_optimizer: torch.optim.Optimizer | Mapping[str, torch.optim.Optimizer] | None = None,
+        strategy: str | Strategy = "gradprom",
+        lam: float = 1e-4,
+        gate: str = "hard",
+        vr_supervision: str = "supervised",
+        ip_loss_function: Callable | None = None,
+        vr_loss_function: Callable | Mapping[str, Callable] | None = None,
+        vr_target_key: str = "label",
+        transformer_network: nn.Module | None = None,
+        transformer_optimizer: torch.optim.Optimizer | None = None,
+        vr_teacher: nn.Module | Mapping[str, nn.Module] | None = None,
+        unsupervised_loss: str = "l2",
+        ip_warmup_epochs: int = 0,
+        vr_input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        accumulation_steps: int = 1,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = prepare_enhancement_batch,
+        iteration_update: Callable | None = None,
+        postprocessing: Callable | None = None,
+        key_train_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = False,
+        optim_set_to_none: bool = True,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+        image_key: str = "image",
+        target_key: str = "target",
+    ) -> None:
+        self.strategy = build_strategy(strategy, lam=lam, gate=gate)
+        self._warmup_strategy = PlainStrategy(lam=self.strategy.lam)
+        if vr_supervision not in ("supervised", "unsupervised"):
+            raise ValueError(f"vr_supervision must be 'supervised' or 'unsupervised', got {vr_supervision!r}")
+        if not isinstance(accumulation_steps, int) or accumulation_steps < 1:
+            raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}")
+        if not isinstance(ip_warmup_epochs, int) or ip_warmup_epochs < 0:
+            raise ValueError(f"ip_warmup_epochs must be a non-negative integer, got {ip_warmup_epochs!r}")
+
+        self.vr_networks: dict[str, nn.Module] = _as_task_dict(vr_network, vr_target_key, "vr_network")
+        if self.strategy.uses_vr and not self.vr_networks:
+            raise ValueError(f"strategy {self.strategy.name!r} needs a recognition network (vr_network=...)")
+        if self.strategy.needs_transformer and transformer_network is None:
+            raise ValueError(f"strategy {self.strategy.name!r} needs the RA transformer T (transformer_network=...)")
+        if self.strategy.needs_transformer and transformer_optimizer is None:
+            raise ValueError(f"strategy {self.strategy.name!r} needs transformer_optimizer for T")
+        if self.strategy.trains_vr and vr_optimizer is None:
+            raise ValueError(f"strategy {self.strategy.name!r} trains VR and needs vr_optimizer")
+
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            postprocessing=postprocessing,
+            key_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            handlers=train_handlers,
+            amp=amp,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+        )
+        self.ip_network = ip_network
+        self.ip_optimizer = ip_optimizer
+        self.vr_network = vr_network
+        self.vr_optimizer = vr_optimizer
+        self.transformer_network = transformer_network
+        self.transformer_optimizer = transformer_optimizer
+        self.vr_supervision = vr_supervision
+        self.vr_target_key = vr_target_key
+        self.ip_warmup_epochs = ip_warmup_epochs
+        self.vr_input_transform = vr_input_transform
+        self.accumulation_steps = accumulation_steps
+        self.optim_set_to_none = optim_set_to_none
+        self.image_key, self.target_key = image_key, target_key
+        self.ip_loss_function = ip_loss_function if ip_loss_function is not None else nn.MSELoss()
+        losses = _as_task_dict(vr_loss_function, vr_target_key, "vr_loss_function")
+        self.vr_loss_functions = {
+            task: losses.get(task) or default_vr_loss(task, vr_supervision, unsupervised_loss)
+            for task in self.vr_networks
+        }
+        self.vr_teachers: dict[str, nn.Module] = _as_task_dict(vr_teacher, vr_target_key, "vr_teacher")
+        self._accumulated: GradientTerms | None = None
+
+        device_type = self.state.device.type if self.state.device is not None else "cpu"
+        self.amp_device_type = device_type
+        if amp and "dtype" not in self.amp_kwargs:
+            self.amp_kwargs["dtype"] = torch.float16 if device_type == "cuda" else torch.bfloat16
+        # A scaler only for float16 on CUDA; created here (not in run()) so that a checkpoint can restore it.
+        use_scaler = amp and device_type == "cuda" and self.amp_kwargs["dtype"] == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+        if vr_supervision == "unsupervised" and self.vr_networks:
+            self.add_event_handler(Events.STARTED, GradPromTrainer._make_teachers)
+
+    # -- properties ---------------------------------------------------------------------------------------------
+    @property
+    def network(self) -> nn.Module:
+        """IP, under the name MONAI handlers look for."""
+        return self.ip_network
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.ip_optimizer
+
+    def _vr_optimizers(self) -> list[torch.optim.Optimizer]:
+        if self.vr_optimizer is None:
+            return []
+        if isinstance(self.vr_optimizer, Mapping):
+            return list(self.vr_optimizer.values())
+        return [self.vr_optimizer]
+
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Everything that must be saved to resume exactly: networks, optimizers, scaler and this engine."""
+        out: dict[str, Any] = {"ip_network": self.ip_network, "ip_optimizer": self.ip_optimizer, "trainer": self}
+        for task, net in self.vr_networks.items():
+            out["vr_network" if len(self.vr_networks) == 1 else f"vr_network_{task}"] = net
+        optimizers = self.vr_optimizer if isinstance(self.vr_optimizer, Mapping) else {"": self.vr_optimizer}
+        for task, opt in optimizers.items():
+            if opt is not None:
+                out["vr_optimizer" + (f"_{task}" if task else "")] = opt
+        if self.transformer_network is not None:
+            out["transformer_network"] = self.transformer_network
+            out["transformer_optimizer"] = self.transformer_optimizer
+        if self.scaler is not None:
+            out["scaler"] = self.scaler
+        return out
+
+    def run(self) -> None:  # type: ignore[override]
+        """Run training; unlike MONAI's Trainer the scaler made in ``__init__`` is kept (it may be restored)."""
+        super(Trainer, self).run()
+
+    # -- the iteration ------------------------------------------------------------------------------------------
+    def _make_teachers(self) -> None:
+        for task, net in self.vr_networks.items():
+            if task in self.vr_teachers:
+                continue
+            if not is_pretrained(net):
+                raise ValueError(
+                    "vr_supervision='unsupervised' needs a pretrained teacher: pretrain VR on clean images "
+                    "(monai_gradprom.engines.pretrain_recognizer), load a VR checkpoint, or pass vr_teacher=... "
+                    f"(task {task!r} has an untrained VR)"
+                )
+            teacher = copy.deepcopy(net).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+            self.vr_teachers[task] = teacher
+
+    def _active_strategy(self) -> Strategy:
+        if self.strategy.uses_vr and self.state.epoch <= self.ip_warmup_epochs:
+            return self._warmup_strategy
+        return self.strategy
+
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.amp_device_type, **self.amp_kwargs)
+
+    def _accumulation_flags(self) -> tuple[bool, bool]:
+        acc = self.accumulation_steps
+        if acc == 1:
+            return True, True
+        epoch_length = self.state.epoch_length
+        local = (self.state.iteration - 1) % epoch_length if epoch_length else self.state.iteration - 1
+        last = epoch_length is not None and local + 1 == epoch_length
+        return local % acc == 0, (local + 1) % acc == 0 or last
+
+    def _recognition_losses(
+        self, strategy: Strategy, enhanced: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        vr_input = strategy.vr_input(enhanced, self.transformer_network)
+        teacher_input = batch[self.target_key]
+        if self.vr_input_transform is not None:
+            vr_input = self.vr_input_transform(vr_input)
+            teacher_input = self.vr_input_transform(teacher_input)
+        losses = {}
+        for task, net in self.vr_networks.items():
+            prediction = net(vr_input)
+            if self.vr_supervision == "unsupervised":
+                with torch.no_grad():
+                    reference = self.vr_teachers[task](teacher_input)
+            else:
+                if task not in batch:
+                    raise KeyError(f"the batch has no key {task!r} for VR's supervised loss (keys: {sorted(batch)})")
+                reference = batch[task]
+            losses[task] = self.vr_loss_functions[task](prediction, reference)
+        return losses
+
+    def _step_optimizers(self, strategy: Strategy, terms: GradientTerms) -> None:
+        optimizers = [self.ip_optimizer]
+        if strategy.trains_vr:
+            optimizers += self._vr_optimizers()
+        if strategy.needs_transformer:
+            optimizers.append(self.transformer_optimizer)
+        if self.scaler is None:
+            for opt in optimizers:
+                opt.step()
+            return
+        # Skip the step for every optimizer alike when any gradient is inf/NaN: poison all gradients so that
+        # each optimizer's unscale_ finds an inf (device-side, no host synchronisation).
+        poison = torch.where(all_finite(*terms.lists()), 1.0, float("nan"))
+        grads = [p.grad for opt in optimizers for group in opt.param_groups for p in group["params"]]
+        grads = [g for g in grads if g is not None]
+        if grads:
+            torch._foreach_mul_(grads, poison)
+        for opt in optimizers:
+            self.scaler.step(opt)
+        self.scaler.update()
+
+    def _iteration(self, engine: GradPromTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        if self.image_key not in batch or self.target_key not in batch:
+            raise KeyError(
+                f"GradPromTrainer batches need {self.image_key!r} (degraded input) and {self.target_key!r} "
+                f"(clean image); got keys {sorted(batch)}"
+            )
+        strategy = engine._active_strategy()
+        first_micro_batch, should_step = engine._accumulation_flags()
+
+        engine.ip_network.train()
+        for net in engine.vr_networks.values():
+            net.train(strategy.trains_vr)
+        if engine.transformer_network is not None:
+            engine.transformer_network.train(strategy.needs_transformer)
+
+        output: dict[str, Any] = {CommonKeys.IMAGE: batch[self.image_key], self.target_key: batch[self.target_key]}
+        for task in engine.vr_networks:
+            if task in batch:
+                output[task] = batch[task]
+        engine.state.output = output
+
+        with engine._autocast():
+            enhanced = engine.ip_network(batch[self.image_key])
+            output[CommonKeys.PRED] = enhanced
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            loss_ip = engine.ip_loss_function(enhanced, batch[self.target_key])
+            vr_losses = engine._recognition_losses(strategy, enhanced, batch) if strategy.uses_vr else {}
+        output["loss_ip"] = loss_ip.detach()
+        nan = torch.full((), float("nan"), device=loss_ip.device)
+        loss_vr = torch.stack([v.detach().float() for v in vr_losses.values()]).sum() if vr_losses else nan
+        output["loss_vr"] = loss_vr
+        for task, value in vr_losses.items():
+            if len(vr_losses) > 1:
+                output[f"loss_vr_{task}"] = value.detach()
+        output[CommonKeys.LOSS] = loss_ip.detach() + (strategy.lam * loss_vr if vr_losses else 0.0)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+
+        ctx = StepContext(
+            ip_params=_parameters(engine.ip_network),
+            loss_ip=loss_ip,
+            lam=strategy.lam,
+            vr_losses=vr_losses,
+            vr_params={t: _parameters(n) for t, n in engine.vr_networks.items()} if strategy.trains_vr else {},
+            transformer_params=_parameters(engine.transformer_network) if strategy.needs_transformer else [],
+            enhanced=enhanced,
+            scale=engine.scaler.scale if engine.scaler is not None else (lambda loss: loss),
+        )
+        terms = strategy.compute(ctx)
+        if engine.accumulation_steps > 1:
+            if first_micro_batch or engine._accumulated is None:
+                engine._accumulated = terms
+            else:
+                engine._accumulated.add_(terms)
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+
+        stats: dict[str, torch.Tensor] = {}
+        if should_step:
+            if engine.accumulation_steps > 1:
+                terms, engine._accumulated = engine._accumulated.div_(engine.accumulation_steps), None
+            for grads in terms.lists():
+                all_reduce_mean_(grads)
+            for opt in [engine.ip_optimizer, *engine._vr_optimizers(), engine.transformer_optimizer]:
+                if opt is not None:
+                    opt.zero_grad(set_to_none=engine.optim_set_to_none)
+            stats = strategy.apply(terms, ctx)
+            engine._step_optimizers(strategy, terms)
+        if engine.strategy.reports_gate:  # NaN while warming up or between accumulation steps
+            stats = {"cos": nan, "gate": nan, **stats}
+        output.update(stats)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
