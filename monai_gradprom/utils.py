@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["optional_module", "atomic_write", "atomic_save"]
+__all__ = ["optional_module", "atomic_write", "atomic_save", "require_file"]
 
 
 def optional_module(name: str) -> tuple[ModuleType | None, str | None]:
@@ -53,3 +53,11 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Fail early with a message naming the missing path and what it should have been."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path

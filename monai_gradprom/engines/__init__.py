@@ -1,11 +1,21 @@
 """Ignite engines: the GradPromTrainer, the enhancement evaluator, VR pretraining and handlers."""
 
+from monai_gradprom.distributed import broadcast_parameters
+
 from monai_gradprom.engines.evaluator import EnhancementEvaluator, enhancement_metrics, match_size
-from monai_gradprom.engines.handlers import MetricsJSONWriter, NonFiniteLossError, StopOnNonFiniteLoss, scalar_outputs
+from monai_gradprom.engines.handlers import (
+    MetricsJSONWriter,
+    NanMean,
+    NonFiniteLossError,
+    StopOnNonFiniteLoss,
+    TrainingProgressBar,
+    scalar_outputs,
+)
 from monai_gradprom.engines.pretrain import load_network_weights, pretrain_recognizer
 from monai_gradprom.engines.trainer import GradPromTrainer, is_pretrained, mark_pretrained, prepare_enhancement_batch
 
 __all__ = [
+    "broadcast_parameters",
     "GradPromTrainer",
     "EnhancementEvaluator",
     "enhancement_metrics",
@@ -19,4 +29,6 @@ __all__ = [
     "MetricsJSONWriter",
     "StopOnNonFiniteLoss",
     "NonFiniteLossError",
+    "TrainingProgressBar",
+    "NanMean",
 ]

@@ -182,6 +182,8 @@ class EnhancementEvaluator(Evaluator):
         engine.ip_network.eval()
         for net in engine.vr_networks.values():
             net.eval()
+        if isinstance(engine.vr_input_transform, nn.Module):
+            engine.vr_input_transform.eval()
         amp = torch.autocast(engine.state.device.type, **engine.amp_kwargs) if engine.amp else torch.no_grad()
         with torch.no_grad(), amp:
             enhanced = engine.inferer(image, engine.ip_network).float().clamp(0, 1)

@@ -11,10 +11,20 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import ProgressBar
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
 from monai_gradprom.utils import atomic_write
 
-__all__ = ["scalar_outputs", "MetricsJSONWriter", "NonFiniteLossError", "StopOnNonFiniteLoss"]
+__all__ = [
+    "scalar_outputs",
+    "MetricsJSONWriter",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
+    "TrainingProgressBar",
+    "NanMean",
+]
 
 
 def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate")):
@@ -87,3 +97,48 @@ class StopOnNonFiniteLoss:
                     f"{key} became {float(value.reshape(-1)[0])} at iteration {engine.state.iteration} "
                     f"(epoch {engine.state.epoch}); training stopped, the last saved checkpoint is kept"
                 )
+
+
+class TrainingProgressBar:
+    """Ignite's ProgressBar in the ``attach(engine)`` form MONAI handler lists expect, showing the scalar losses
+    (and, for gating strategies, the cosine and gate) of the latest iteration."""
+
+    def __init__(self, keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate"), persist: bool = True):
+        self.keys = tuple(keys)
+        self.persist = persist
+
+    def attach(self, engine: Engine) -> None:
+        ProgressBar(persist=self.persist).attach(engine, output_transform=scalar_outputs(self.keys))
+
+
+class NanMean(Metric):
+    """Epoch mean of one scalar entry of the output dict, skipping NaN (e.g. the gate-open rate, whose entry is
+    NaN while IP warms up or between accumulation steps). Reduced across ranks under DDP."""
+
+    def __init__(self, key: str = "gate", device: str | torch.device = "cpu"):
+        self.key = key
+        super().__init__(output_transform=self._extract, device=device)
+
+    def _extract(self, output: Any) -> torch.Tensor:
+        if isinstance(output, list):
+            output = output[0]
+        if not isinstance(output, Mapping) or self.key not in output:
+            return torch.tensor(float("nan"))
+        return torch.as_tensor(output[self.key]).detach().double().mean()
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._sum = torch.zeros((), dtype=torch.float64, device=self._device)
+        self._count = torch.zeros((), dtype=torch.float64, device=self._device)
+
+    @reinit__is_reduced
+    def update(self, value: torch.Tensor) -> None:
+        value = value.to(self._device)
+        valid = ~torch.isnan(value)
+        self._sum += torch.where(valid, value, torch.zeros_like(value))
+        self._count += valid.double()
+
+    @sync_all_reduce("_sum", "_count")
+    def compute(self) -> float:
+        count = float(self._count)
+        return float(self._sum) / count if count > 0 else float("nan")

@@ -11,6 +11,7 @@ import torch
 from monai.engines import SupervisedTrainer
 from torch import nn
 
+from monai_gradprom.distributed import is_distributed, rank
 from monai_gradprom.engines.trainer import mark_pretrained
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.utils import atomic_save
@@ -75,11 +76,16 @@ def pretrain_recognizer(
             image = input_transform(image)
         return image, torch.as_tensor(batchdata[task_key]).to(device=device, non_blocking=non_blocking)
 
+    # Under torch.distributed the recognizer is wrapped in DDP so that every rank pretrains the same weights.
+    trained = network
+    if is_distributed():
+        device_ids = [torch.device(device)] if torch.device(device).type == "cuda" else None
+        trained = torch.nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
     trainer = SupervisedTrainer(
         device=torch.device(device),
         max_epochs=epochs,
         train_data_loader=data_loader,
-        network=network,
+        network=trained,
         optimizer=optimizer,
         loss_function=loss_function,
         prepare_batch=prepare,
@@ -89,6 +95,6 @@ def pretrain_recognizer(
     )
     trainer.run()
     network.eval()
-    if checkpoint is not None:
+    if checkpoint is not None and rank() == 0:
         atomic_save(network.state_dict(), checkpoint)
     return mark_pretrained(network)

@@ -15,6 +15,7 @@ from monai.utils import CommonKeys
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy
@@ -405,6 +406,8 @@ class GradPromTrainer(Trainer):
                     opt.zero_grad(set_to_none=engine.optim_set_to_none)
             stats = strategy.apply(terms, ctx)
             engine._step_optimizers(strategy, terms)
+            if is_distributed():
+                broadcast_buffers(engine.ip_network, *engine.vr_networks.values(), engine.transformer_network)
         if engine.strategy.reports_gate:  # NaN while warming up or between accumulation steps
             stats = {"cos": nan, "gate": nan, **stats}
         output.update(stats)
