@@ -36,6 +36,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; give the usual permissions
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -4,7 +4,9 @@ from monai_gradprom.distributed import broadcast_parameters
 
 from monai_gradprom.engines.evaluator import EnhancementEvaluator, enhancement_metrics, match_size
 from monai_gradprom.engines.handlers import (
+    AtomicCheckpointSaver,
     MetricsJSONWriter,
+    attach_checkpointing,
     NanMean,
     NonFiniteLossError,
     StopOnNonFiniteLoss,
@@ -12,9 +14,15 @@ from monai_gradprom.engines.handlers import (
     scalar_outputs,
 )
 from monai_gradprom.engines.pretrain import load_network_weights, pretrain_recognizer
+from monai_gradprom.engines.resume import latest_checkpoint, resume_from_checkpoint, resume_from_latest
 from monai_gradprom.engines.trainer import GradPromTrainer, is_pretrained, mark_pretrained, prepare_enhancement_batch
 
 __all__ = [
+    "AtomicCheckpointSaver",
+    "attach_checkpointing",
+    "latest_checkpoint",
+    "resume_from_checkpoint",
+    "resume_from_latest",
     "broadcast_parameters",
     "GradPromTrainer",
     "EnhancementEvaluator",

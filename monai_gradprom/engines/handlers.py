@@ -12,12 +12,16 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
+from ignite.handlers.checkpoint import BaseSaveHandler
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
+from monai.handlers import CheckpointSaver
 
-from monai_gradprom.utils import atomic_write
+from monai_gradprom.utils import atomic_save, atomic_write
 
 __all__ = [
+    "AtomicCheckpointSaver",
+    "attach_checkpointing",
     "scalar_outputs",
     "MetricsJSONWriter",
     "NonFiniteLossError",
@@ -142,3 +146,63 @@ class NanMean(Metric):
     def compute(self) -> float:
         count = float(self._count)
         return float(self._sum) / count if count > 0 else float("nan")
+
+
+def attach_checkpointing(saver, engine: Engine) -> None:
+    """Attach MONAI's CheckpointSaver, minus its save-on-exception.
+
+    With ``save_final=True`` the saver also writes the final checkpoint when the run raises; after a NaN loss
+    (or any crash) that would store a broken state under the final name. Here a failed run leaves the last
+    interval checkpoint as the newest good one, and the final checkpoint is written only on completion.
+    """
+    saver.attach(engine)
+    if engine.has_event_handler(saver.exception_raised, Events.EXCEPTION_RAISED):
+        engine.remove_event_handler(saver.exception_raised, Events.EXCEPTION_RAISED)
+        # Ignite swallows an exception when EXCEPTION_RAISED has a (now empty) handler list: re-raise it.
+        if not engine.has_event_handler(_reraise, Events.EXCEPTION_RAISED):
+            engine.add_event_handler(Events.EXCEPTION_RAISED, _reraise)
+
+
+def _reraise(engine: Engine, error: BaseException) -> None:
+    raise error
+
+
+class _AtomicDiskSaver(BaseSaveHandler):
+    """Ignite save handler writing through :func:`monai_gradprom.utils.atomic_save` (temp file, fsync, rename).
+
+    Ignite asks to remove the oldest checkpoint *before* it saves the next one; the removal is deferred until
+    that save has completed, so a crash in between still leaves the previous checkpoint on disk. The fixed
+    filename of the MONAI saver it replaces (``final_filename`` etc.) is kept.
+    """
+
+    def __init__(self, inner) -> None:
+        self.dirname = Path(inner.dirname)
+        self.fixed = getattr(inner, "filename", None)
+        self._pending: list[str] = []
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        name = self.fixed or filename
+        atomic_save(checkpoint, self.dirname / name)
+        for old in self._pending:
+            if old != name and (self.dirname / old).exists():
+                os.remove(self.dirname / old)
+        self._pending = []
+
+    def remove(self, filename: str) -> None:
+        self._pending.append(self.fixed or filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's CheckpointSaver whose files are written atomically.
+
+    MONAI writes checkpoints in place (``atomic=False``), so a crash or a full disk during a save leaves a
+    truncated file, and with ``n_saved=1`` no good checkpoint at all. Here every file is written to a temporary
+    name, synced and renamed; the previous checkpoint is removed only after the new one is complete.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("_final_checkpoint", "_key_metric_checkpoint", "_interval_checkpoint"):
+            checkpoint = getattr(self, name, None)
+            if checkpoint is not None:
+                checkpoint.save_handler = _AtomicDiskSaver(checkpoint.save_handler)

@@ -15,6 +15,7 @@ from monai.utils import CommonKeys
 from torch import nn
 from torch.utils.data import DataLoader
 
+from monai_gradprom.data.reproducible import RNGStates
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
@@ -254,6 +255,7 @@ class GradPromTrainer(Trainer):
             out["transformer_optimizer"] = self.transformer_optimizer
         if self.scaler is not None:
             out["scaler"] = self.scaler
+        out["rng"] = RNGStates()
         return out
 
     def run(self) -> None:  # type: ignore[override]
