@@ -115,18 +115,33 @@ class ReproducibleEpochs:
 
 
 class RNGStates:
-    """The global random number generators as one checkpointable object (``state_dict`` / ``load_state_dict``)."""
+    """The global random number generators as one checkpointable object (``state_dict`` / ``load_state_dict``).
+
+    The state is stored as tensors, ints and floats only, so checkpoints stay loadable with
+    ``torch.load(..., weights_only=True)`` (MONAI's CheckpointLoader and our inference use that).
+    """
 
     def state_dict(self) -> dict:
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "random": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                       "gauss_next": gauss_next},
+        }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
-        random.setstate(state["random"])
+        n = state["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+        r = state["random"]
+        random.setstate((r["version"], tuple(int(v) for v in r["internal"].tolist()), r["gauss_next"]))
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 

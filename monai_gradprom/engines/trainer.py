@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Events
+from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.utils import CommonKeys
@@ -44,14 +45,18 @@ def prepare_enhancement_batch(
     keys: Sequence[str] = ("image", "target", "label", "seg"),
     **kwargs,
 ) -> dict[str, torch.Tensor]:
-    """Move the keys of an enhancement batch that are present to ``device`` (others are dropped)."""
+    """Move the keys of an enhancement batch that are present to ``device`` (others are dropped).
+
+    MetaTensors become plain tensors: training needs no metadata, every op on a MetaTensor pays for its
+    ``__torch_function__``, and gradients computed from them would be MetaTensors too.
+    """
     if not isinstance(batchdata, Mapping):
         raise TypeError(f"GradPromTrainer expects dict batches, got {type(batchdata).__name__}")
     out = {}
     for key in keys:
         if key in batchdata:
             value = batchdata[key]
-            value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+            value = value.as_tensor() if isinstance(value, MetaTensor) else torch.as_tensor(value)
             out[key] = value.to(device=device, non_blocking=non_blocking, **kwargs)
     return out
 
