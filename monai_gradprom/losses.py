@@ -8,7 +8,6 @@ clean image (the trainer computes those under ``no_grad``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from monai.losses import DiceCELoss
 from torch import nn
 

@@ -34,6 +34,19 @@ class TinyClassifier(nn.Module):
         return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
+class NoBNClassifier(nn.Module):
+    """Conv + global pool + linear, no BatchNorm: micro-batches and ranks then give the same gradients as
+    the whole batch, which accumulation and DDP tests rely on."""
+
+    def __init__(self, channels: int = 1, num_classes: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 4, 3, padding=1)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
 class TinySegmenter(nn.Module):
     def __init__(self, channels: int = 1, num_classes: int = 2):
         super().__init__()

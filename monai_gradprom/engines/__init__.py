@@ -1,16 +1,15 @@
 """Ignite engines: the GradPromTrainer, the enhancement evaluator, VR pretraining and handlers."""
 
 from monai_gradprom.distributed import broadcast_parameters
-
 from monai_gradprom.engines.evaluator import EnhancementEvaluator, enhancement_metrics, match_size
 from monai_gradprom.engines.handlers import (
     AtomicCheckpointSaver,
     MetricsJSONWriter,
-    attach_checkpointing,
     NanMean,
     NonFiniteLossError,
     StopOnNonFiniteLoss,
     TrainingProgressBar,
+    attach_checkpointing,
     scalar_outputs,
 )
 from monai_gradprom.engines.pretrain import load_network_weights, pretrain_recognizer

@@ -1,4 +1,4 @@
-"""Degradation transforms (array and dictionary forms) usable in MONAI pipelines."""
+"""Degradation transforms (array and dictionary forms) usable in MONAI pipelines; see docs/transforms.md."""
 
 from monai_gradprom.transforms.array import *  # noqa: F403
 from monai_gradprom.transforms.array import __all__ as _array_all

@@ -12,32 +12,11 @@ import os
 import torch
 import torch.distributed as dist
 from ignite.engine import Events
-from torch import nn
 
 from monai_gradprom.distributed import broadcast_parameters
 from monai_gradprom.engines import GradPromTrainer
-
-
-class IP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 1, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv2(torch.tanh(self.conv1(x)))
-
-
-class VR(nn.Module):
-    """No BatchNorm: per-rank batch statistics would differ from the global batch's by design."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+from tests.conftest import NoBNClassifier as VR
+from tests.conftest import TinyIP
 
 
 def global_batches(steps: int, size: int = 8) -> list[dict]:
@@ -63,11 +42,11 @@ def main() -> None:
     world = dist.get_world_size() if distributed else 1
 
     torch.manual_seed(rank)  # different initial weights per rank: broadcast_parameters must fix that
-    ip, vr = IP(), VR()
+    ip, vr = TinyIP(), VR()
     broadcast_parameters(ip, vr)
     if not distributed:
         torch.manual_seed(0)
-        ip, vr = IP(), VR()
+        ip, vr = TinyIP(), VR()
     batches = global_batches(args.steps)
     shard = [{k: v[rank::world] for k, v in b.items()} for b in batches]
     gates = []

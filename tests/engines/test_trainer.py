@@ -12,7 +12,7 @@ from monai.engines.utils import IterationEvents
 from torch import nn
 
 from monai_gradprom.engines import GradPromTrainer, mark_pretrained, pretrain_recognizer
-from tests.conftest import TinyClassifier, TinyIP, make_batches
+from tests.conftest import NoBNClassifier, TinyClassifier, TinyIP, make_batches
 
 
 def _trainer(strategy="gradprom", ip=None, vr=None, data=None, **kwargs):
@@ -76,19 +76,10 @@ def test_warmup_trains_ip_alone_then_cascades_vr():
     assert any(not torch.equal(before[k], v) for k, v in vr.state_dict().items())
 
 
-class _NoBNClassifier(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
 
 def test_accumulation_decides_gate_on_accumulated_gradients():
     torch.manual_seed(0)
-    ip, vr = TinyIP(), _NoBNClassifier()
+    ip, vr = TinyIP(), NoBNClassifier()
     full = make_batches(1, batch_size=4)[0]
     halves = [{k: v[:2] for k, v in full.items()}, {k: v[2:] for k, v in full.items()}]
     ref_ip, ref_vr = copy.deepcopy(ip), copy.deepcopy(vr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_gradprom.networks import RATransformer, SRResNet, SRResidualBlock, build_recognizer
+from monai_gradprom.networks import RATransformer, SRResidualBlock, SRResNet, build_recognizer
 from monai_gradprom.utils import optional_module
 
 
