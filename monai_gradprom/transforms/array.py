@@ -39,6 +39,9 @@ __all__ = [
     "DEGRADATION_NAMES",
 ]
 
+ClipRange = Sequence[float] | None  # (low, high) to clamp the output to, or None for no clipping
+
+
 # ---------------------------------------------------------------------------------------------------- validation
 def _real(name: str, value: Any, *, positive: bool = False) -> float:
     """A finite, non-negative (or strictly positive) real number, else a ValueError naming the argument."""
@@ -98,7 +101,7 @@ class _Noise(RandomizableTransform):
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, clip: Sequence[float] | None = (0.0, 1.0), prob: float = 1.0) -> None:
+    def __init__(self, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
         if not 0.0 <= _real("prob", prob) <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {prob!r}")
         RandomizableTransform.__init__(self, prob)
@@ -126,7 +129,7 @@ class _Noise(RandomizableTransform):
 class GaussianNoise(_Noise):
     """Additive noise ``y = x + N(0, sigma^2)`` at a fixed ``sigma`` (the papers' "Gaussian 0.1" is sigma = 0.1)."""
 
-    def __init__(self, sigma: float, clip: Sequence[float] | None = (0.0, 1.0), prob: float = 1.0) -> None:
+    def __init__(self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
         super().__init__(clip, prob)
         self.sigma = _real("sigma", sigma)
 
@@ -142,7 +145,7 @@ class PoissonNoise(_Noise):
     quantised in steps of ``level^2``. Negative inputs count as 0 (a photon count cannot be negative).
     """
 
-    def __init__(self, level: float, clip: Sequence[float] | None = (0.0, 1.0), prob: float = 1.0) -> None:
+    def __init__(self, level: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
         super().__init__(clip, prob)
         self.level = _real("level", level)
 
@@ -156,7 +159,7 @@ class PoissonNoise(_Noise):
 class SpeckleNoise(_Noise):
     """Multiplicative (ultrasound-like) noise ``y = x + x * N(0, sigma^2)``: std ``sigma * x`` at intensity x."""
 
-    def __init__(self, sigma: float, clip: Sequence[float] | None = (0.0, 1.0), prob: float = 1.0) -> None:
+    def __init__(self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
         super().__init__(clip, prob)
         self.sigma = _real("sigma", sigma)
 
@@ -178,7 +181,7 @@ class GaussianBlur(Transform):
     backend = [TransformBackends.TORCH]
 
     def __init__(
-        self, kernel_size: int = 3, sigma: float = 2.0, clip: Sequence[float] | None = (0.0, 1.0), padding_mode: str = "reflect"
+        self, kernel_size: int = 3, sigma: float = 2.0, clip: ClipRange = (0.0, 1.0), padding_mode: str = "reflect"
     ) -> None:
         self.kernel_size = _integer("kernel_size", kernel_size, 1)
         if self.kernel_size % 2 == 0:
@@ -235,7 +238,9 @@ class Downsample(Transform):
     backend = [TransformBackends.TORCH]
     _MODES = ("bicubic", "bilinear", "trilinear", "area", "nearest", "nearest-exact")
 
-    def __init__(self, factor: int, mode: str = "bicubic", antialias: bool = True, clip: Sequence[float] | None = (0.0, 1.0)) -> None:
+    def __init__(
+        self, factor: int, mode: str = "bicubic", antialias: bool = True, clip: ClipRange = (0.0, 1.0)
+    ) -> None:
         self.factor = _integer("factor", factor, 1)
         if mode not in self._MODES:
             raise ValueError(f"mode must be one of {self._MODES}, got {mode!r}")
@@ -264,8 +269,11 @@ class Downsample(Transform):
         out = F.interpolate(x[None], size=size, mode=mode, **kwargs)[0]
         result = _finish(out, img, self.clip)
         if isinstance(result, MetaTensor):
-            scale = torch.as_tensor(scale_affine(kept, size), dtype=result.affine.dtype)
-            result.affine = result.affine @ scale.to(result.affine.device)
+            extra = [1] * max(result.affine.shape[0] - 1 - spatial, 0)  # a 2D image may carry a 4x4 affine
+            scale = scale_affine(kept + extra, size + extra)
+            result.affine = result.affine @ torch.as_tensor(
+                scale, dtype=result.affine.dtype, device=result.affine.device
+            )
         return result
 
 
@@ -279,7 +287,7 @@ class JPEGCompression(Transform):
 
     backend = [TransformBackends.NUMPY]
 
-    def __init__(self, quality: int, clip: Sequence[float] | None = (0.0, 1.0)) -> None:
+    def __init__(self, quality: int, clip: ClipRange = (0.0, 1.0)) -> None:
         self.quality = _integer("quality", quality, 1, 95)
         self.clip = _check_clip(clip)
 
@@ -354,7 +362,7 @@ class ChallengingDegradation(DegradationSequence):
         blur_sigma: float = 2.0,
         poisson: float = 0.1,
         gaussian: float = 0.3,
-        clip: Sequence[float] | None = (0.0, 1.0),
+        clip: ClipRange = (0.0, 1.0),
     ) -> None:
         super().__init__(
             [
@@ -415,7 +423,7 @@ def _parse_token(token: str, clip: Any) -> Transform:
         raise ValueError(f"bad degradation {token.strip()!r} (expected {usage}): {exc}") from exc
 
 
-def build_degradation(spec: str | Mapping | Sequence | Transform, clip: Sequence[float] | None = (0.0, 1.0)) -> Transform:
+def build_degradation(spec: str | Mapping | Sequence | Transform, clip: ClipRange = (0.0, 1.0)) -> Transform:
     """A degradation from a config value, so bundles can name it with one string.
 
     ``spec`` may be a transform or callable (returned as is); a string such as ``"gaussian:0.1"``,

@@ -38,8 +38,6 @@ __all__ = [
     "ChallengingDegradationd", "ChallengingDegradationD", "ChallengingDegradationDict",
 ]  # fmt: skip
 
-Clip = Sequence[float] | None
-
 
 def _clone(value: Any) -> Any:
     """An independent copy (a MetaTensor's clone also copies its metadata)."""
@@ -115,7 +113,7 @@ class GaussianNoised(Degraded):
         self,
         keys: KeysCollection,
         sigma: float,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         prob: float = 1.0,
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
@@ -130,7 +128,7 @@ class PoissonNoised(Degraded):
         self,
         keys: KeysCollection,
         level: float,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         prob: float = 1.0,
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
@@ -145,7 +143,7 @@ class SpeckleNoised(Degraded):
         self,
         keys: KeysCollection,
         sigma: float,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         prob: float = 1.0,
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
@@ -161,7 +159,7 @@ class GaussianBlurd(Degraded):
         keys: KeysCollection,
         kernel_size: int = 3,
         sigma: float = 2.0,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         padding_mode: str = "reflect",
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
@@ -179,7 +177,7 @@ class Downsampled(Degraded):
         factor: int,
         mode: str = "bicubic",
         antialias: bool = True,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
     ) -> None:
@@ -194,7 +192,7 @@ class JPEGCompressiond(Degraded):
         self,
         keys: KeysCollection,
         quality: int,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
     ) -> None:
@@ -211,7 +209,7 @@ class ChallengingDegradationd(Degraded):
         blur_sigma: float = 2.0,
         poisson: float = 0.1,
         gaussian: float = 0.3,
-        clip: Clip = (0.0, 1.0),
+        clip: A.ClipRange = (0.0, 1.0),
         target_key: Hashable | Sequence[Hashable] | None = "target",
         allow_missing_keys: bool = False,
     ) -> None:
