@@ -1,91 +1,139 @@
-"""Enhancing every image in a folder with a trained IP, written back in each input's format."""
+"""Enhancing every image in a folder with a trained IP, each result written back in its input's format.
+
+The network only ever sees channel-first [0, 1] tensors (see :mod:`monai_gradprom.io` for the per-format
+mapping). Windows of ``roi_size`` go through MONAI's :class:`~monai.inferers.SlidingWindowInferer`, which also
+pads images smaller than the window (replicate padding) and crops the result back, and infers the zoom of a
+super-resolution network from its output, so x2 / x4 networks need nothing special.
+
+Shapes: the network is ``len(roi_size)``-dimensional; trailing axes beyond those (the slices of a volume, the
+frames of a cine) are enhanced one by one as a batch. Channels: a one-channel network enhances each channel of
+a colour image on its own (colour is kept, no grey conversion); a k-channel network given a grey image sees it
+repeated k times, and its output channels are averaged back to one.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
+from monai.inferers import Inferer, SlidingWindowInferer
 from torch import nn
 from tqdm import tqdm
 
-from monai_gradprom.engines.pretrain import load_network_weights
-from monai_gradprom.io import image_format, read_image, write_like
+from monai_gradprom.io import NotAnImageError, image_format, read_image, write_like
 
-__all__ = ["enhance_array", "enhance_directory", "EnhanceDirectory", "find_images"]
+__all__ = [
+    "EnhanceDirectory",
+    "enhance_array",
+    "enhance_directory",
+    "find_images",
+    "load_enhancer_weights",
+    "network_in_channels",
+]
 
 logger = logging.getLogger(__name__)
 
+_COMPANIONS = (".raw", ".zraw")  # an MHD header's data file: written with the header, never an image of its own
 
-def find_images(input_dir: str | os.PathLike, recursive: bool = True) -> list[Path]:
-    """Supported images under ``input_dir`` (an ``.mhd``'s ``.raw`` companion is not an image of its own)."""
+
+def find_images(
+    input_dir: str | os.PathLike, recursive: bool = True, exclude: str | os.PathLike | None = None
+) -> list[Path]:
+    """Supported images under ``input_dir``, sorted; other files are logged and skipped.
+
+    Hidden files and folders (including the staging folders of an interrupted write) and everything under
+    ``exclude`` (an output folder inside the input folder) are ignored, so a second run never enhances its own
+    results.
+    """
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input_dir is not a folder: {root}")
-    files = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if p.is_file())
-    images = [p for p in files if image_format(p) is not None]
-    skipped = [p for p in files if p not in images and p.suffix.lower() != ".raw"]
-    for path in skipped:
-        logger.info("skipping %s: not a supported image", path)
+    excluded = Path(exclude).resolve() if exclude is not None else None
+    images = []
+    for path in sorted(root.rglob("*") if recursive else root.iterdir()):
+        relative = path.relative_to(root)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        if excluded is not None and path.resolve().is_relative_to(excluded):
+            continue
+        if image_format(path) is not None:
+            images.append(path)
+        elif path.suffix.lower() not in _COMPANIONS:
+            logger.info("skipping %s: not a supported image", path)
     if not images:
         raise ValueError(f"no supported image under {root} (PNG, JPEG, DICOM, NIfTI, MHD/MHA, NRRD)")
     return images
 
 
+def network_in_channels(network: nn.Module) -> int | None:
+    """The channels ``network`` takes: its ``in_channels`` attribute, else its first convolution's; None for a
+    network without either (it is then given one channel at a time)."""
+    value = getattr(network, "in_channels", None)
+    if isinstance(value, int) and value > 0:
+        return value
+    for module in network.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            return int(module.in_channels) if module.in_channels > 0 else None
+    return None
+
+
 def enhance_array(
     network: nn.Module,
     array: np.ndarray,
-    inferer: SlidingWindowInferer,
-    in_channels: int = 1,
+    inferer: Inferer,
+    in_channels: int | None = None,
     spatial_dims: int = 2,
     device: torch.device | str = "cpu",
     amp: bool = False,
 ) -> np.ndarray:
-    """Run ``network`` on a channel-first [0, 1] array through the sliding-window inferer.
+    """Run ``network`` on a channel-first [0, 1] array ``(C, *plane, *rest)`` and return ``(C, *plane', *rest)``.
 
-    A one-channel network enhances each channel of a colour image on its own; a volume given to a 2D network is
-    enhanced slice by slice along its last axis (singleton axes, e.g. CAMUS' (1, H, W) frames, are squeezed).
+    ``plane`` is the first ``spatial_dims`` spatial axes; ``rest`` (slices, frames) becomes the batch. See the
+    module doc for the channel rules; ``in_channels`` defaults to :func:`network_in_channels`.
     """
     device = torch.device(device)
-    squeezed = [axis for axis in range(1, array.ndim) if array.shape[axis] == 1 and array.ndim - 1 > spatial_dims]
-    work = np.squeeze(array, axis=tuple(squeezed)) if squeezed else array
-    channels = work.shape[0]
-    if in_channels == 1:
-        batch = work.reshape(channels, 1, *work.shape[1:])
-    elif in_channels == channels:
-        batch = work[None]
-    elif channels == 1:
-        batch = np.repeat(work[None], in_channels, axis=1)
+    channels, plane, rest = array.shape[0], array.shape[1 : 1 + spatial_dims], array.shape[1 + spatial_dims :]
+    if len(plane) != spatial_dims:
+        raise ValueError(f"a {spatial_dims}D network cannot enhance an image of shape {array.shape[1:]}")
+    net_channels = in_channels or network_in_channels(network) or 1
+    if net_channels == channels:
+        batch = array[None]
+    elif net_channels == 1:  # each channel on its own
+        batch = array[:, None]
+    elif channels == 1:  # grey image, colour network
+        batch = np.repeat(array[None], net_channels, axis=1)
     else:
-        raise ValueError(f"the network takes {in_channels} channels, the image has {channels}")
-    extra = batch.ndim - 2 - spatial_dims
+        raise ValueError(f"the network takes {net_channels} channels, the image has {channels}")
     units = batch.shape[0]
-    slices = batch.shape[-1] if extra == 1 else 0
-    if extra == 1:  # (units, C, H, W, S) -> (units * S, C, H, W): slices of a volume as a batch of 2D images
-        batch = np.moveaxis(batch, -1, 1).reshape(units * slices, *batch.shape[1:-1])
-    elif extra != 0:
-        raise ValueError(f"cannot enhance an array of shape {array.shape} with a {spatial_dims}D network")
+    rest_axes = list(range(2 + spatial_dims, batch.ndim))
+    batch = np.moveaxis(batch, rest_axes, list(range(1, 1 + len(rest))))  # (units, *rest, K, *plane)
+    batch = batch.reshape(units * math.prod(rest), net_channels, *plane)
     tensor = torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32, device=device)
+
+    was_training = network.training
     network.eval()
-    autocast = torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16,
-                              enabled=amp)
-    with torch.no_grad(), autocast:
-        out = inferer(tensor, network).float().clamp(0, 1).cpu().numpy()
-    if extra == 1:  # back to (units, C, H', W', S)
-        out = np.moveaxis(out.reshape(units, slices, *out.shape[1:]), 1, -1)
-    if in_channels == 1:  # each channel was its own unit
-        out = out[:, 0]
-    elif channels == 1:  # a grey image given to a colour network: average the colour output
-        out = out.mean(axis=1)
+    try:
+        with torch.no_grad(), torch.autocast(device.type, enabled=amp):
+            out = torch.as_tensor(inferer(tensor, network)).float().clamp(0, 1).cpu().numpy()
+    finally:
+        network.train(was_training)
+    out = out.reshape(units, *rest, *out.shape[1:])  # (units, *rest, K', *plane')
+    out = np.moveaxis(out, list(range(1, 1 + len(rest))), list(range(out.ndim - len(rest), out.ndim)))
+    if units > 1:  # channel by channel: (C, 1, *plane', *rest)
+        out = out[:, 0] if out.shape[1] == 1 else None
+    elif channels == 1 and net_channels > 1:
+        out = out[0].mean(axis=0, keepdims=True)
     else:
         out = out[0]
-    for axis in squeezed:
-        out = np.expand_dims(out, axis)
-    return out
+    if out is None or out.shape[0] != channels:
+        raise ValueError(f"the network returned an unexpected number of channels for a {channels}-channel image")
+    return np.ascontiguousarray(out)
 
 
 def enhance_directory(
@@ -93,52 +141,137 @@ def enhance_directory(
     input_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     *,
-    roi_size: tuple[int, ...] = (128, 128),
+    roi_size: Sequence[int] = (128, 128),
     sw_batch_size: int = 4,
     overlap: float = 0.25,
-    in_channels: int = 1,
-    spatial_dims: int = 2,
+    upscale: int | None = 1,
+    in_channels: int | None = None,
+    intensity: str = "auto",
     device: torch.device | str = "cpu",
     amp: bool = False,
     recursive: bool = True,
     progress: bool = True,
 ) -> list[dict]:
-    """Enhance every supported image under ``input_dir`` into ``output_dir`` (sub-folders mirrored), each in its
-    input's format with its metadata. Images larger than ``roi_size`` go through a sliding window; smaller ones
-    are padded to it and cropped back. Returns one record per file (paths, shapes, seconds)."""
-    images = find_images(input_dir, recursive)
-    network = network.to(device)
-    inferer = SlidingWindowInferer(roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap,
-                                   mode="gaussian", padding_mode="replicate")
+    """Enhance every supported image under ``input_dir`` into ``output_dir``, each in its input's format.
+
+    Sub-folders are mirrored and names kept. ``roi_size`` sets the network's dimensionality and window; images
+    larger than it are enhanced window by window (Gaussian-weighted blending of the ``overlap``), smaller ones
+    are padded to it and cropped back. ``upscale``: the network's zoom, checked on every result (None: accept
+    any). ``intensity``: see :func:`monai_gradprom.io.read_image`. DICOM files without pixel data (DICOMDIR,
+    reports) are skipped with a warning; an undecodable file stops the run with an error naming it (outputs
+    already written stay valid: every write is atomic). Returns one record per image: ``input``, ``output``,
+    ``format``, ``input_shape``, ``output_shape``, ``seconds``.
+    """
     root, out_root = Path(input_dir), Path(output_dir)
+    if root.resolve() == out_root.resolve():
+        raise ValueError(f"output_dir must differ from input_dir ({root}): the inputs would be overwritten")
+    images = find_images(root, recursive, exclude=out_root)
+    spatial_dims = len(roi_size)
+    device = torch.device(device)
+    network = network.to(device)
+    inferer = SlidingWindowInferer(roi_size=tuple(int(r) for r in roi_size), sw_batch_size=sw_batch_size,
+                                   overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
     records = []
     for path in tqdm(images, desc="enhancing", disable=not progress):
         start = time.perf_counter()
-        source = read_image(path)
-        result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
-        target = out_root / path.relative_to(root)
-        write_like(result, source, target)
-        records.append({"input": str(path), "output": str(target), "input_shape": list(source.array.shape),
-                        "output_shape": list(result.shape), "seconds": time.perf_counter() - start})
+        try:
+            source = read_image(path, intensity)
+        except NotAnImageError as exc:
+            logger.warning("skipping %s", exc)
+            continue
+        try:
+            result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
+        except ValueError as exc:
+            raise ValueError(f"cannot enhance {path}: {exc}") from exc
+        except RuntimeError as exc:
+            raise RuntimeError(f"cannot enhance {path}: {exc}") from exc
+        plane, new_plane = source.array.shape[1 : 1 + spatial_dims], result.shape[1 : 1 + spatial_dims]
+        if upscale is not None and tuple(new_plane) != tuple(s * upscale for s in plane):
+            raise ValueError(f"cannot enhance {path}: the network turned {tuple(plane)} into {tuple(new_plane)}, "
+                             f"not x{upscale} (set upscale to the network's factor, or None)")
+        target = write_like(result, source, out_root / path.relative_to(root))
+        records.append({"input": str(path), "output": str(target), "format": source.format,
+                        "input_shape": list(source.array.shape), "output_shape": list(result.shape),
+                        "seconds": time.perf_counter() - start})
+    if not records:
+        raise ValueError(f"no image under {root} could be enhanced: its DICOM files hold no pixel data")
+    logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)
     return records
 
 
-class EnhanceDirectory:
-    """Bundle entry point: ``"inference": "$@enhancer()"`` loads the checkpoint (a state dict, or a training
-    checkpoint holding ``ip_network``) and enhances ``input_dir`` into ``output_dir``."""
+def _listing(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
-    def __init__(self, network: nn.Module, input_dir: str, output_dir: str, checkpoint: str | None = None,
-                 roi_size=(128, 128), sw_batch_size: int = 4, overlap: float = 0.25, in_channels: int = 1,
-                 spatial_dims: int = 2, device: torch.device | str = "cpu", amp: bool = False,
-                 progress: bool = True) -> None:
+
+def load_enhancer_weights(
+    network: nn.Module, checkpoint: str | os.PathLike, keys: Sequence[str] = ("ip_network", "network")
+) -> nn.Module:
+    """Load ``checkpoint`` into ``network`` strictly: a state dict, or a dict holding one under one of ``keys``
+    (a training checkpoint). A DDP ``module.`` prefix is removed. A checkpoint of another architecture raises a
+    ValueError naming the file and the missing, unexpected and differently shaped keys."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    if isinstance(state, Mapping):
+        state = next((state[k] for k in keys if isinstance(state.get(k), Mapping)), state)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} holds no state dict (expected one, or a dict with one of {list(keys)})")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    problems = [f"{what}: {_listing(names)}" for what, names in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+    if problems:
+        raise ValueError(f"checkpoint {path} does not fit the network {type(network).__name__}: "
+                         + "; ".join(problems))
+    network.load_state_dict(state, strict=True)
+    return network
+
+
+class EnhanceDirectory:
+    """Bundle entry point for :func:`enhance_directory`: configure it in the bundle, call it to run.
+
+    ``"enhancer": {"_target_": "monai_gradprom.inference.EnhanceDirectory", "network": "@network",
+    "checkpoint": "@checkpoint", "input_dir": "@input_dir", "output_dir": "@output_dir"}`` with
+    ``"run": "$@enhancer()"``. Nothing is read until the call, and the input folder is checked before the
+    checkpoint is loaded, so a wrong path fails in seconds.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        input_dir: str | os.PathLike,
+        output_dir: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
+        roi_size: Sequence[int] = (128, 128),
+        sw_batch_size: int = 4,
+        overlap: float = 0.25,
+        upscale: int | None = 1,
+        in_channels: int | None = None,
+        intensity: str = "auto",
+        device: torch.device | str = "cpu",
+        amp: bool = False,
+        recursive: bool = True,
+        progress: bool = True,
+    ) -> None:
         self.network, self.checkpoint = network, checkpoint
         self.input_dir, self.output_dir = input_dir, output_dir
-        self.kwargs = dict(roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap,
-                           in_channels=in_channels, spatial_dims=spatial_dims, device=device, amp=amp,
-                           progress=progress)
+        self.recursive = recursive
+        self.kwargs = dict(roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, upscale=upscale,
+                           in_channels=in_channels, intensity=intensity, device=device, amp=amp,
+                           recursive=recursive, progress=progress)
 
     def __call__(self) -> list[dict]:
-        find_images(self.input_dir)  # fail on a bad input folder before loading anything
+        find_images(self.input_dir, self.recursive, exclude=self.output_dir)  # a bad input folder fails first
         if self.checkpoint is not None:
-            load_network_weights(self.network, self.checkpoint, key="ip_network")
+            load_enhancer_weights(self.network, self.checkpoint)
         return enhance_directory(self.network, self.input_dir, self.output_dir, **self.kwargs)

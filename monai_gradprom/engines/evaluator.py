@@ -30,7 +30,7 @@ from monai.utils import CommonKeys
 from torch import nn
 from torch.utils.data import DataLoader
 
-from monai_gradprom.engines.trainer import _as_task_dict, prepare_enhancement_batch
+from monai_gradprom.engines.trainer import as_task_dict, prepare_enhancement_batch
 
 __all__ = ["EnhancementEvaluator", "enhancement_metrics", "match_size"]
 
@@ -137,7 +137,7 @@ class EnhancementEvaluator(Evaluator):
         image_key: str = "image",
         target_key: str = "target",
     ) -> None:
-        self.vr_networks: dict[str, nn.Module] = _as_task_dict(vr_network, vr_target_key, "vr_network")
+        self.vr_networks: dict[str, nn.Module] = as_task_dict(vr_network, vr_target_key)
         classes = num_classes if isinstance(num_classes, Mapping) else {t: num_classes for t in self.vr_networks}
         if metrics is None:
             metrics = enhancement_metrics(spatial_dims, {t: classes.get(t, 2) for t in self.vr_networks})

@@ -61,7 +61,8 @@ def prepare_enhancement_batch(
     return out
 
 
-def _as_task_dict(value: Any, default_task: str, what: str) -> dict[str, Any]:
+def as_task_dict(value: Any, default_task: str) -> dict[str, Any]:
+    """``{task: value}`` for a single value (a network, loss, optimizer), the mapping itself for a multi-task one."""
     if value is None:
         return {}
     if isinstance(value, Mapping):
@@ -166,7 +167,7 @@ class GradPromTrainer(Trainer):
         if not isinstance(ip_warmup_epochs, int) or ip_warmup_epochs < 0:
             raise ValueError(f"ip_warmup_epochs must be a non-negative integer, got {ip_warmup_epochs!r}")
 
-        self.vr_networks: dict[str, nn.Module] = _as_task_dict(vr_network, vr_target_key, "vr_network")
+        self.vr_networks: dict[str, nn.Module] = as_task_dict(vr_network, vr_target_key)
         if self.strategy.uses_vr and not self.vr_networks:
             raise ValueError(f"strategy {self.strategy.name!r} needs a recognition network (vr_network=...)")
         if self.strategy.needs_transformer and transformer_network is None:
@@ -210,12 +211,12 @@ class GradPromTrainer(Trainer):
         self.optim_set_to_none = optim_set_to_none
         self.image_key, self.target_key = image_key, target_key
         self.ip_loss_function = ip_loss_function if ip_loss_function is not None else nn.MSELoss()
-        losses = _as_task_dict(vr_loss_function, vr_target_key, "vr_loss_function")
+        losses = as_task_dict(vr_loss_function, vr_target_key)
         self.vr_loss_functions = {
             task: losses.get(task) or default_vr_loss(task, vr_supervision, unsupervised_loss)
             for task in self.vr_networks
         }
-        self.vr_teachers: dict[str, nn.Module] = _as_task_dict(vr_teacher, vr_target_key, "vr_teacher")
+        self.vr_teachers: dict[str, nn.Module] = as_task_dict(vr_teacher, vr_target_key)
         self._accumulated: GradientTerms | None = None
 
         device_type = self.state.device.type if self.state.device is not None else "cpu"
