@@ -5,6 +5,8 @@ from monai_gradprom.networks.recognizers import (
     RECOGNIZER_ARCHS,
     RECOGNIZER_BACKENDS,
     RECOGNIZER_TASKS,
+    SEGMENTATION_DIVISOR,
+    RequireDivisibleInput,
     build_recognizer,
 )
 from monai_gradprom.networks.srresnet import SRResidualBlock, SRResNet
@@ -17,4 +19,6 @@ __all__ = [
     "RECOGNIZER_ARCHS",
     "RECOGNIZER_TASKS",
     "RECOGNIZER_BACKENDS",
+    "SEGMENTATION_DIVISOR",
+    "RequireDivisibleInput",
 ]

@@ -24,11 +24,12 @@ class _ResBlock(nn.Module):
     def __init__(self, spatial_dims: int, channels: int, norm: str | None) -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
+        bias = norm is None  # a bias in front of a norm layer is cancelled by it: a parameter with no gradient
         self.body = nn.Sequential(
-            conv(channels, channels, 3, padding=1, padding_mode="reflect"),
+            conv(channels, channels, 3, padding=1, padding_mode="reflect", bias=bias),
             _norm(norm, spatial_dims, channels),
             nn.ReLU(inplace=True),
-            conv(channels, channels, 3, padding=1, padding_mode="reflect"),
+            conv(channels, channels, 3, padding=1, padding_mode="reflect", bias=bias),
             _norm(norm, spatial_dims, channels),
         )
 
@@ -37,12 +38,23 @@ class _ResBlock(nn.Module):
 
 
 class RATransformer(nn.Module):
-    """Image-to-image ResNet generator in the style of Johnson et al. (2016): 7x7 conv, two stride-2
-    convolutions, ``num_blocks`` residual blocks, two upsampling stages, 7x7 conv.
+    """The transformer T of Liu et al.'s recognition-aware processing, placed between IP and a fixed VR.
+
+    An image-to-image ResNet generator in the style of Johnson et al. (2016): 7x7 conv, two stride-2
+    convolutions (each doubling the width), ``num_blocks`` residual blocks, two upsampling stages (interpolation
+    + 3x3 conv, which avoids the checkerboard artefacts of transposed convolutions), 7x7 conv.
 
     It predicts a residual whose last convolution starts at zero, so T begins as the identity and inserting it
     does not disturb the pretrained recognizer at the start of training. Output is clamped to [0, 1]; inputs
-    whose size is not divisible by 4 are padded and cropped back.
+    whose spatial size is not divisible by 4 are replicate-padded and cropped back, so T preserves any shape
+    (5 pixels a side or more: smaller inputs leave the reflect-padded convolutions at 1/4 resolution no room).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels (output has the same).
+        channels: width of the first stage (the residual blocks work at ``4 * channels``).
+        num_blocks: residual blocks at 1/4 resolution (6 in Johnson et al. for small images).
+        norm: ``"instance"`` (default, as in Johnson et al.'s style-transfer networks), ``"batch"`` or None.
     """
 
     def __init__(
@@ -52,23 +64,29 @@ class RATransformer(nn.Module):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if min(in_channels, channels) < 1 or num_blocks < 0:
+            raise ValueError(
+                f"in_channels and channels must be >= 1 and num_blocks >= 0, got {in_channels}, {channels} and "
+                f"{num_blocks}"
+            )
         conv = Conv[Conv.CONV, spatial_dims]
+        bias = norm is None  # see _ResBlock
         self.spatial_dims = spatial_dims
         layers: list[nn.Module] = [
-            conv(in_channels, channels, 7, padding=3, padding_mode="reflect"),
+            conv(in_channels, channels, 7, padding=3, padding_mode="reflect", bias=bias),
             _norm(norm, spatial_dims, channels),
             nn.ReLU(inplace=True),
         ]
         width = channels
         for _ in range(2):
-            layers += [conv(width, width * 2, 3, stride=2, padding=1), _norm(norm, spatial_dims, width * 2),
+            layers += [conv(width, width * 2, 3, stride=2, padding=1, bias=bias), _norm(norm, spatial_dims, width * 2),
                        nn.ReLU(inplace=True)]
             width *= 2
         layers += [_ResBlock(spatial_dims, width, norm) for _ in range(num_blocks)]
         mode = "bilinear" if spatial_dims == 2 else "trilinear"
         for _ in range(2):
             layers += [nn.Upsample(scale_factor=2, mode=mode, align_corners=False),
-                       conv(width, width // 2, 3, padding=1), _norm(norm, spatial_dims, width // 2),
+                       conv(width, width // 2, 3, padding=1, bias=bias), _norm(norm, spatial_dims, width // 2),
                        nn.ReLU(inplace=True)]
             width //= 2
         self.body = nn.Sequential(*layers)
@@ -77,7 +95,7 @@ class RATransformer(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
+        size = x.shape[2:]  # pad each spatial size up to a multiple of 4 (two stride-2 stages), crop back after
         pad: list[int] = []
         for s in reversed(size):
             pad += [0, (-s) % 4]

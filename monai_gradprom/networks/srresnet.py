@@ -22,16 +22,17 @@ def _norm(norm: str | None, spatial_dims: int, channels: int) -> nn.Module:
 
 
 class SRResidualBlock(nn.Module):
-    """conv 3x3 - norm - PReLU - conv 3x3 - norm, plus the identity."""
+    """SRResNet's residual block: conv 3x3 - norm - PReLU - conv 3x3 - norm, plus the identity."""
 
     def __init__(self, spatial_dims: int, channels: int, norm: str | None = "batch") -> None:
         super().__init__()
         conv = Conv[Conv.CONV, spatial_dims]
+        bias = norm is None  # a bias in front of a norm layer is cancelled by it: a parameter with no gradient
         self.body = nn.Sequential(
-            conv(channels, channels, 3, padding=1),
+            conv(channels, channels, 3, padding=1, bias=bias),
             _norm(norm, spatial_dims, channels),
             nn.PReLU(channels),
-            conv(channels, channels, 3, padding=1),
+            conv(channels, channels, 3, padding=1, bias=bias),
             _norm(norm, spatial_dims, channels),
         )
 
@@ -40,17 +41,23 @@ class SRResidualBlock(nn.Module):
 
 
 class SRResNet(nn.Module):
-    """SRResNet with output in [0, 1].
+    """SRResNet (Ledig et al., 2017) with output in [0, 1]: the enhancement network IP.
+
+    head conv 9x9 + PReLU; ``num_blocks`` residual blocks (conv 3x3 - norm - PReLU - conv 3x3 - norm, plus the
+    identity); conv 3x3 - norm plus a long skip from the head; one sub-pixel convolution stage (MONAI
+    ``SubpixelUpsample``, x2) + PReLU per factor of 2 of ``upscale``; tail conv 9x9.
 
     Args:
         spatial_dims: 2 or 3.
         in_channels / out_channels: image channels (``out_channels`` defaults to ``in_channels``).
         channels, num_blocks: width and depth; the defaults (64, 16) are the papers'.
-        upscale: 1 (denoising), 2 or 4 (super-resolution by sub-pixel convolution stages of x2).
-        output: ``"clamp"`` (default) predicts a residual over the (bilinear / trilinear) upsampled input and
-            clamps to [0, 1], so an untrained network starts near the identity and denoising converges fast;
-            ``"sigmoid"`` maps the last convolution through a sigmoid instead.
-        norm: ``"batch"`` (SRResNet's BatchNorm) or None.
+        upscale: 1 (denoising), 2 or 4 (super-resolution).
+        output: ``"clamp"`` (default) predicts a residual over the (bilinearly / trilinearly, align_corners=False)
+            upsampled input and clamps to [0, 1]. Its tail convolution starts at zero, so an untrained network is
+            exactly that upsampled input (enhancement starts from "do no harm", and denoising converges fast); the
+            other parameters receive gradients from the first optimiser step on. Without a residual to add
+            (``out_channels != in_channels``) it only clamps. ``"sigmoid"`` maps the tail through a sigmoid.
+        norm: ``"batch"`` (SRResNet's BatchNorm) or None (no normalisation, e.g. for batch size 1).
     """
 
     def __init__(
@@ -71,16 +78,21 @@ class SRResNet(nn.Module):
             raise ValueError(f"upscale must be 1, 2 or 4, got {upscale!r}")
         if output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {output!r}")
-        if channels < 1 or num_blocks < 0:
-            raise ValueError(f"channels must be >= 1 and num_blocks >= 0, got {channels} and {num_blocks}")
         out_channels = in_channels if out_channels is None else out_channels
+        if min(in_channels, out_channels, channels) < 1 or num_blocks < 0:
+            raise ValueError(
+                "in_channels, out_channels and channels must be >= 1 and num_blocks >= 0, got "
+                f"{in_channels}, {out_channels}, {channels} and {num_blocks}"
+            )
         conv = Conv[Conv.CONV, spatial_dims]
         self.spatial_dims, self.upscale, self.output = spatial_dims, upscale, output
         self.head = nn.Sequential(conv(in_channels, channels, 9, padding=4), nn.PReLU(channels))
         self.blocks = nn.Sequential(*[SRResidualBlock(spatial_dims, channels, norm) for _ in range(num_blocks)])
-        self.body_tail = nn.Sequential(conv(channels, channels, 3, padding=1), _norm(norm, spatial_dims, channels))
-        stages = []
-        for _ in range({1: 0, 2: 1, 4: 2}[upscale]):
+        self.body_tail = nn.Sequential(
+            conv(channels, channels, 3, padding=1, bias=norm is None), _norm(norm, spatial_dims, channels)
+        )
+        stages: list[nn.Module] = []
+        for _ in range({1: 0, 2: 1, 4: 2}[upscale]):  # x2 sub-pixel stages, as in the paper
             stages += [SubpixelUpsample(spatial_dims, channels, channels, scale_factor=2), nn.PReLU(channels)]
         self.upsample = nn.Sequential(*stages)
         self.tail = conv(channels, out_channels, 9, padding=4)
