@@ -129,7 +129,10 @@ class ProblemLog:
 
 
 def require_root(root: str | os.PathLike, what: str = "data set root") -> Path:
-    """The absolute root folder, or :class:`FileNotFoundError` naming it."""
+    """The absolute root folder, or :class:`FileNotFoundError` naming it (a bundle's unset ``dataset_dir``
+    arrives here as ``None``: say which setting to give rather than fail inside ``os.fspath``)."""
+    if root is None or str(root) == "":
+        raise ValueError(f"no {what} given: set dataset_dir (e.g. --dataset_dir /path/to/data) to the unzipped download")
     path = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
     if not path.is_dir():
         raise FileNotFoundError(f"{what} not found: {path}")
