@@ -31,9 +31,10 @@ __all__ = [
 ]
 
 
-def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate")):
+def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate", "cos_exact", "gate_exact")):
     """An ``output_transform`` returning ``{key: float}`` for the keys present (for MONAI's Stats handlers,
-    which log every entry of a dict). NaN entries (e.g. ``loss_vr`` of ``plain``) are left out."""
+    which log every entry of a dict). NaN entries (e.g. ``loss_vr`` of ``plain``) are left out; ``cos_exact``
+    and ``gate_exact`` exist only when a cheaper gating mode runs with ``audit``."""
 
     def transform(output: Any) -> dict[str, float]:
         if isinstance(output, list):  # decollated: scalars are replicated per sample

@@ -87,8 +87,11 @@ class GradPromTrainer(Trainer):
             gradient is gated on its own). A single recognizer is supervised by ``vr_target_key``.
         vr_optimizer: optimizer of VR's parameters (one for all tasks, or a dict per task); stepped only by
             strategies that train VR (``joint``, ``gradprom``, ``pcgrad``).
-        strategy: ``plain``, ``joint``, ``frozen``, ``transformer``, ``gradprom``, ``pcgrad`` or a
+        strategy: ``plain``, ``joint``, ``frozen``, ``transformer``, ``gradprom``, ``pcgrad``, the cheaper
+            GradProm modes ``gradprom_image`` / ``gradprom_every``, or a
             :class:`~monai_gradprom.strategies.Strategy` instance.
+        strategy_options: the strategy's own keyword arguments, e.g. ``{"every": 8}`` for ``gradprom_every``
+            or ``{"audit": True}`` to log the exact gate next to a cheaper mode's decision.
         lam: weight of the recognition loss (or gradient). gate: ``hard`` or ``soft`` (GradProm only).
         vr_supervision: ``supervised`` (L_VR against labels/masks) or ``unsupervised`` (L_VR = distance between
             VR(IP(x)) and a frozen teacher copy of the pretrained VR applied to the clean target).
@@ -157,8 +160,9 @@ class GradPromTrainer(Trainer):
         amp_kwargs: dict | None = None,
         image_key: str = "image",
         target_key: str = "target",
+        strategy_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.strategy = build_strategy(strategy, lam=lam, gate=gate)
+        self.strategy = build_strategy(strategy, lam=lam, gate=gate, options=strategy_options)
         self._warmup_strategy = PlainStrategy(lam=self.strategy.lam)
         if vr_supervision not in ("supervised", "unsupervised"):
             raise ValueError(f"vr_supervision must be 'supervised' or 'unsupervised', got {vr_supervision!r}")
@@ -261,6 +265,8 @@ class GradPromTrainer(Trainer):
             out["transformer_optimizer"] = self.transformer_optimizer
         if self.scaler is not None:
             out["scaler"] = self.scaler
+        if hasattr(self.strategy, "state_dict"):  # e.g. gradprom_every's step counter and last decision
+            out["strategy"] = self.strategy
         out["rng"] = RNGStates()
         return out
 
