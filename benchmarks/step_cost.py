@@ -9,6 +9,7 @@ size of that process) belongs to that strategy alone.
 
     python benchmarks/step_cost.py                      # demo size on CPU
     python benchmarks/step_cost.py --size paper --device cuda
+    python benchmarks/step_cost.py --channels-last        # or --compile: the same table with that option
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def _setup(args):
     batch = {"image": (target + 0.1 * torch.randn_like(target)).clamp(0, 1), "target": target,
              "label": torch.randint(0, 2, (n,), device=device)}
     transformer = RATransformer(channels=16, num_blocks=2).to(device)
+    if args.channels_last:  # NHWC activations: faster convolutions on some CPUs / GPUs (tensor cores)
+        ip, vr, transformer = (m.to(memory_format=torch.channels_last) for m in (ip, vr, transformer))
+        batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in batch.items()}
+    if args.compile:  # the networks, not the step: the two-gradient path is autograd.grad over compiled graphs
+        # gating backpropagates twice through the same graph (retain_graph=True), which compiled backward
+        # functions refuse while they donate their saved buffers; turning donation off is the documented fix
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
+        ip, vr = torch.compile(ip), torch.compile(vr)
     return torch, device, ip, vr, transformer, batch
 
 
@@ -124,6 +135,8 @@ def _child(args, name: str) -> dict:
     cmd = [sys.executable, __file__, "--one", name, "--size", args.size, "--device", args.device,
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--every", str(args.every)]
     cmd += ["--amp"] if args.amp else []
+    cmd += ["--channels-last"] if args.channels_last else []
+    cmd += ["--compile"] if args.compile else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
@@ -138,6 +151,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4, help="k of gradprom_every (exact gate every k steps)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--channels-last", action="store_true", help="networks and batch in channels_last")
+    parser.add_argument("--compile", action="store_true", help="torch.compile IP and VR (first steps compile)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -152,6 +167,7 @@ def main() -> None:
     bound = 1.0 + results["ip_backward"]["median_s"] / joint["median_s"]
     size = SIZES[args.size]
     print(f"step cost, size={args.size} {size}, device={args.device}, amp={args.amp}, "
+          f"channels_last={args.channels_last}, compile={args.compile}, "
           f"median of {args.steps} steps after {args.warmup} warm-up")
     print(f"one IP backward: {results['ip_backward']['median_s'] * 1e3:.1f} ms; joint step: "
           f"{joint['median_s'] * 1e3:.1f} ms; analytic bound for exact gating: {bound:.3f} x joint")
