@@ -9,7 +9,8 @@ through MONAI's own `monai.bundle.run`, every mode from the same pretrained VR a
 - `gradprom_every`    exact gate every k steps, reused in between, with `audit` on (k = 4 and 8).
 
 With `audit`, each step also computes the exact gate and logs it (`gate_exact`) next to the mode's own decision
-(`gate`); the agreement rate is the fraction of steps where they match (hard gate). The audit's extra backward
+(`gate`); the agreement rate is the fraction of steps where they match (hard gate), also given over the steps
+where the exact cosine is clearly away from zero (|cos| >= 0.05), where a wrong decision matters. The audit's extra backward
 passes make these runs slower than the modes are: step costs come from `benchmarks/step_cost.py`.
 
     python benchmarks/gating_modes.py                 # demo bundle sizes, 6 epochs per mode (about 25 min on 2 CPU cores)
@@ -62,11 +63,14 @@ def run_mode(name: str, out: Path, files: list[str], extra: dict, vr_checkpoint:
     gate, exact = _scalars(out / "tensorboard", "gate"), _scalars(out / "tensorboard", "gate_exact")
     steps = sorted(set(gate) & set(exact))
     agree = [gate[s] == exact[s] for s in steps]
+    cos_exact = _scalars(out / "tensorboard", "cos_exact")
+    clear = [gate[s] == exact[s] for s in steps if abs(cos_exact.get(s, 0.0)) >= 0.05]
     return {
         "mode": name, "train_wall_s": wall, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
         "accuracy": metrics.get("accuracy"), "gate_rate": sum(gate.values()) / max(len(gate), 1),
         "exact_gate_rate": sum(exact.values()) / len(exact) if exact else None,
         "agreement": sum(agree) / len(agree) if agree else None, "audited_steps": len(steps),
+        "agreement_clear": sum(clear) / len(clear) if clear else None, "clear_steps": len(clear),
     }
 
 
@@ -91,13 +95,16 @@ def main() -> None:
         vr_checkpoint = vr_checkpoint or out / "vr_pretrained.pt"
     print(f"\ngating modes on the demo bundle ({'smoke sizes' if args.quick else 'demo sizes'}), hard gate, "
           "same seed and pretrained VR")
-    print(f"{'mode':<18} {'agreement':>9} {'gate rate':>9} {'exact rate':>10} {'PSNR':>7} {'SSIM':>6} "
-          f"{'acc':>6} {'train s':>8}")
+    print(f"{'mode':<18} {'agreement':>9} {'|cos|>=.05':>10} {'gate rate':>9} {'exact rate':>10} {'PSNR':>7} "
+          f"{'SSIM':>6} {'acc':>6} {'train s':>8}")
     for r in results:
-        agreement = "exact" if r["agreement"] is None else f"{r['agreement']:.3f}"
+        gated = r["mode"].startswith("gradprom")
+        agreement = "-" if not gated else "exact" if r["agreement"] is None else f"{r['agreement']:.3f}"
+        gate_rate = f"{r['gate_rate']:.3f}" if gated else "-"
         exact = "-" if r["exact_gate_rate"] is None else f"{r['exact_gate_rate']:.3f}"
         accuracy = float("nan") if r["accuracy"] is None else r["accuracy"]
-        print(f"{r['mode']:<18} {agreement:>9} {r['gate_rate']:>9.3f} {exact:>10} {r['psnr']:>7.2f} "
+        clear = "-" if r["agreement_clear"] is None else f"{r['agreement_clear']:.3f}"
+        print(f"{r['mode']:<18} {agreement:>9} {clear:>10} {gate_rate:>9} {exact:>10} {r['psnr']:>7.2f} "
               f"{r['ssim']:>6.3f} {accuracy:>6.3f} {r['train_wall_s']:>8.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

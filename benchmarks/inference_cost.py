@@ -9,6 +9,7 @@
    output buffers grow, 4 bytes per pixel each).
 
     python benchmarks/inference_cost.py                   # demo model (SRResNet 32 x 4, 64-px window) on CPU
+    python benchmarks/inference_cost.py --size paper --images 8 --sides ""   # paper model, throughput only
     python benchmarks/inference_cost.py --size paper --device cuda
 """
 
@@ -109,6 +110,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sides", default=",".join(map(str, SIDES)), help="image sides for the memory table ('' skips)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--side", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,7 +127,7 @@ def main() -> None:
     print(f"bare forward {t['bare_images_per_s']:.1f} img/s; bundle pipeline (read, sliding window, write) "
           f"{t['pipeline_images_per_s']:.1f} img/s; ratio {t['ratio']:.3f} (target >= 0.9)")
     print(f"{'side':>6} {'image MB':>9} {'peak RSS over baseline MB':>26} {'GPU peak MB':>12} {'seconds':>8}")
-    for side in SIDES:
+    for side in [int(v) for v in args.sides.split(",") if v]:
         cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--side", str(side)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:

@@ -18,6 +18,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -117,12 +118,14 @@ def enhance_array(
     tensor = torch.as_tensor(np.ascontiguousarray(batch), dtype=torch.float32, device=device)
 
     was_training = network.training
-    network.eval()
+    if was_training:  # eval() walks every module: skipped when the caller already switched (a whole folder)
+        network.eval()
     try:
         with torch.no_grad(), torch.autocast(device.type, enabled=amp):
-            out = torch.as_tensor(inferer(tensor, network)).float().clamp(0, 1).cpu().numpy()
+            out = torch.as_tensor(_infer(inferer, tensor, network)).float().clamp(0, 1).cpu().numpy()
     finally:
-        network.train(was_training)
+        if was_training:
+            network.train()
     out = out.reshape(units, *rest, *out.shape[1:])  # (units, *rest, K', *plane')
     out = np.moveaxis(out, list(range(1, 1 + len(rest))), list(range(out.ndim - len(rest), out.ndim)))
     if units > 1:  # channel by channel: (C, 1, *plane', *rest)
@@ -134,6 +137,26 @@ def enhance_array(
     if out is None or out.shape[0] != channels:
         raise ValueError(f"the network returned an unexpected number of channels for a {channels}-channel image")
     return np.ascontiguousarray(out)
+
+
+def _infer(inferer: Inferer, tensor: torch.Tensor, network: nn.Module) -> torch.Tensor:
+    """``inferer(tensor, network)``, except that a batch that is exactly one window is given to the network
+    directly: the sliding window would return the same values (one window, its weights cancel) after building
+    buffers and an importance map for it."""
+    if (
+        isinstance(inferer, SlidingWindowInferer)
+        and tuple(tensor.shape[2:]) == tuple(inferer.roi_size)
+        and tensor.shape[0] <= inferer.sw_batch_size
+    ):
+        return network(tensor)
+    return inferer(tensor, network)
+
+
+def _read_or_skip(path: Path, intensity: str):
+    try:
+        return read_image(path, intensity)
+    except NotAnImageError as exc:
+        return exc
 
 
 def enhance_directory(
@@ -171,28 +194,50 @@ def enhance_directory(
     network = network.to(device)
     inferer = SlidingWindowInferer(roi_size=tuple(int(r) for r in roi_size), sw_batch_size=sw_batch_size,
                                    overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
-    records = []
-    for path in tqdm(images, desc="enhancing", disable=not progress):
-        start = time.perf_counter()
-        try:
-            source = read_image(path, intensity)
-        except NotAnImageError as exc:
-            logger.warning("skipping %s", exc)
-            continue
-        try:
-            result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
-        except ValueError as exc:
-            raise ValueError(f"cannot enhance {path}: {exc}") from exc
-        except RuntimeError as exc:
-            raise RuntimeError(f"cannot enhance {path}: {exc}") from exc
-        plane, new_plane = source.array.shape[1 : 1 + spatial_dims], result.shape[1 : 1 + spatial_dims]
-        if upscale is not None and tuple(new_plane) != tuple(s * upscale for s in plane):
-            raise ValueError(f"cannot enhance {path}: the network turned {tuple(plane)} into {tuple(new_plane)}, "
-                             f"not x{upscale} (set upscale to the network's factor, or None)")
-        target = write_like(result, source, out_root / path.relative_to(root))
-        records.append({"input": str(path), "output": str(target), "format": source.format,
-                        "input_shape": list(source.array.shape), "output_shape": list(result.shape),
-                        "seconds": time.perf_counter() - start})
+    records: list[dict] = []
+    writes: list[tuple[dict, Future]] = []
+
+    def finish(count: int) -> None:  # wait for the oldest writes (a failed write raises here)
+        for record, future in writes[:count]:
+            record["output"] = str(future.result())
+            record["seconds"] = time.perf_counter() - record["seconds"]
+            records.append(record)
+        del writes[:count]
+
+    # Reading the next image and writing the previous result overlap with the network's work (file I/O and
+    # codecs release the GIL); at most two results wait to be written.
+    was_training = network.training
+    network.eval()
+    try:
+        with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+            upcoming = reader.submit(_read_or_skip, images[0], intensity) if images else None
+            for index, path in enumerate(tqdm(images, desc="enhancing", disable=not progress)):
+                start = time.perf_counter()
+                source = upcoming.result()
+                if index + 1 < len(images):
+                    upcoming = reader.submit(_read_or_skip, images[index + 1], intensity)
+                if isinstance(source, NotAnImageError):
+                    logger.warning("skipping %s", source)
+                    continue
+                try:
+                    result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
+                except ValueError as exc:
+                    raise ValueError(f"cannot enhance {path}: {exc}") from exc
+                except RuntimeError as exc:
+                    raise RuntimeError(f"cannot enhance {path}: {exc}") from exc
+                plane, new_plane = source.array.shape[1 : 1 + spatial_dims], result.shape[1 : 1 + spatial_dims]
+                if upscale is not None and tuple(new_plane) != tuple(s * upscale for s in plane):
+                    raise ValueError(
+                        f"cannot enhance {path}: the network turned {tuple(plane)} into {tuple(new_plane)}, "
+                        f"not x{upscale} (set upscale to the network's factor, or None)"
+                    )
+                record = {"input": str(path), "format": source.format, "input_shape": list(source.array.shape),
+                          "output_shape": list(result.shape), "seconds": start}
+                writes.append((record, writer.submit(write_like, result, source, out_root / path.relative_to(root))))
+                finish(max(len(writes) - 2, 0))
+            finish(len(writes))
+    finally:
+        network.train(was_training)
     if not records:
         raise ValueError(f"no image under {root} could be enhanced: its DICOM files hold no pixel data")
     logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)

@@ -46,6 +46,23 @@ def test_sliding_window_equals_whole_image_for_a_pointwise_network(upscale):
     np.testing.assert_allclose(windowed, whole, atol=1e-5)
 
 
+def test_image_of_exactly_one_window_skips_the_sliding_window_with_the_same_result(monkeypatch):
+    torch.manual_seed(0)
+    net = SRResNet(channels=4, num_blocks=1).eval()
+    image = np.random.default_rng(2).random((1, 32, 32)).astype(np.float32)
+    inferer = SlidingWindowInferer((32, 32), overlap=0.25, mode="gaussian")
+    expected = torch.as_tensor(inferer(torch.as_tensor(image)[None], net)).detach().clamp(0, 1).numpy()[0]
+    import monai.inferers.inferer as inferer_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the sliding window ran for a one-window image")
+
+    monkeypatch.setattr(inferer_module, "sliding_window_inference", forbidden)
+    np.testing.assert_allclose(enhance_array(net, image, inferer), expected, atol=1e-6)
+    with pytest.raises(AssertionError, match="one-window"):  # a larger image still goes through it
+        enhance_array(net, np.zeros((1, 40, 32), np.float32), inferer)
+
+
 def test_image_smaller_than_the_window_is_padded_and_cropped_back():
     net = pointwise(2)
     image = np.random.default_rng(1).random((1, 10, 7)).astype(np.float32)
