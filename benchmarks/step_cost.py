@@ -4,8 +4,9 @@ Exact GradProm needs G_IP and G_VR apart, which costs one extra backward through
 bound is therefore ``1 + t(one IP backward) / t(one joint step)``, both measured here on the same model, batch
 and machine. Targets (docs/performance.md): gradprom step <= bound x 1.05, peak memory <= 1.15 x joint.
 
-Each strategy runs in its own subprocess so that peak memory (CUDA: max allocated; CPU: peak resident set
-size of that process) belongs to that strategy alone.
+Times are measured in one process with the strategies interleaved step by step (a shared machine's drift hits
+all alike); peak memory (CUDA: max allocated; CPU: peak resident set size) in one fresh process per strategy,
+so that it belongs to that strategy alone.
 
     python benchmarks/step_cost.py                      # demo size on CPU
     python benchmarks/step_cost.py --size paper --device cuda
@@ -68,78 +69,89 @@ def _setup(args):
     return torch, device, ip, vr, transformer, batch
 
 
-def measure_strategy(args) -> dict:
-    """Median step time and peak memory of one strategy (run in a fresh process)."""
-    torch, device, ip, vr, transformer, batch = _setup(args)
-    from ignite.engine import Events
+def _trainer(args, name: str, ip, vr, transformer, batch, steps: int):
+    import copy
+
+    import torch
 
     from monai_gradprom.engines import GradPromTrainer
 
-    steps = args.warmup + args.steps
-    uses_t = args.one == "transformer"
-    trainer = GradPromTrainer(
-        device=device, max_epochs=1, train_data_loader=[batch] * steps, ip_network=ip,
+    ip, vr = copy.deepcopy(ip), copy.deepcopy(vr)
+    uses_t = name == "transformer"
+    t = copy.deepcopy(transformer) if uses_t else None
+    return GradPromTrainer(
+        device=torch.device(args.device), max_epochs=1, train_data_loader=[batch] * steps, ip_network=ip,
         ip_optimizer=torch.optim.Adam(ip.parameters(), 1e-4), vr_network=vr,
-        vr_optimizer=torch.optim.Adam(vr.parameters(), 1e-4), strategy=args.one, lam=1e-4,
-        transformer_network=transformer if uses_t else None,
-        transformer_optimizer=torch.optim.Adam(transformer.parameters(), 1e-4) if uses_t else None,
-        amp=args.amp, strategy_options={"every": args.every} if args.one == "gradprom_every" else None,
+        vr_optimizer=torch.optim.Adam(vr.parameters(), 1e-4), strategy=name, lam=1e-4,
+        transformer_network=t, transformer_optimizer=torch.optim.Adam(t.parameters(), 1e-4) if uses_t else None,
+        amp=args.amp, strategy_options={"every": args.every} if name == "gradprom_every" else None,
     )
-    times: list[float] = []
-    started = {}
-
-    @trainer.on(Events.ITERATION_STARTED)
-    def _start(engine):
-        _sync(device)
-        started["t"] = time.perf_counter()
-
-    @trainer.on(Events.ITERATION_COMPLETED)
-    def _stop(engine):
-        _sync(device)
-        times.append(time.perf_counter() - started["t"])
-
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    trainer.run()
-    # gradprom_every alternates one exact step with k - 1 cheap ones: its cost is the mean over whole cycles
-    cycle = args.every if args.one == "gradprom_every" else 1
-    measured = times[args.warmup:]
-    cycles = [sum(measured[i:i + cycle]) / cycle for i in range(0, len(measured) - cycle + 1, cycle)]
-    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"strategy": args.one, "median_s": statistics.median(cycles), "peak_bytes": peak,
-            "samples": len(measured), "images_per_s": SIZES[args.size]["batch"] / statistics.median(cycles)}
 
 
-def measure_ip_backward(args) -> dict:
-    """Median time of one backward through IP alone (the autograd.grad of L_IP that gating adds)."""
+def measure_times(args) -> dict:
+    """Step times of every strategy and of one IP backward, interleaved in one process: round r runs one step of
+    each in turn, so slow drifts of a shared machine hit all of them alike. A strategy's time is the median over
+    rounds; gradprom_every (one exact step, then k - 1 cheap ones) is timed over whole cycles of k steps."""
     torch, device, ip, vr, transformer, batch = _setup(args)
+    from ignite.engine import Events
+
     from monai_gradprom.gradients import grads_of
 
-    params = [p for p in ip.parameters() if p.requires_grad]
-    ip.train()
-    times = []
-    for i in range(args.warmup + args.steps):
-        loss = torch.nn.functional.mse_loss(ip(batch["image"]), batch["target"])
+    names = args.strategies.split(",")
+    trainers = {name: _trainer(args, name, ip, vr, transformer, batch, 1) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in [*names, "ip_backward"]}
+    started = {}
+    for name, trainer in trainers.items():
+        trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: (_sync(device), started.update(t=time.perf_counter())))
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED,
+            lambda e, name=name: (_sync(device), times[name].append(time.perf_counter() - started["t"])),
+        )
+    ip_alone = trainers[names[0]].ip_network
+    params = [p for p in ip_alone.parameters() if p.requires_grad]
+    for _ in range(args.warmup + args.steps):
+        for name in names:
+            cycle = args.every if name == "gradprom_every" else 1
+            for _ in range(cycle):
+                trainers[name].run()
+        loss = torch.nn.functional.mse_loss(ip_alone(batch["image"]), batch["target"])
         _sync(device)
-        start = time.perf_counter()
+        begin = time.perf_counter()
         grads_of(loss, params)
         _sync(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return {"strategy": "ip_backward", "median_s": statistics.median(times), "peak_bytes": 0,
-            "samples": len(times), "images_per_s": float("nan")}
+        times["ip_backward"].append(time.perf_counter() - begin)
+    out = {}
+    for name, values in times.items():
+        cycle = args.every if name == "gradprom_every" else 1
+        per_round = [sum(values[i:i + cycle]) / cycle for i in range(0, len(values), cycle)][args.warmup:]
+        out[name] = {"median_s": statistics.median(per_round), "samples": len(per_round),
+                     "images_per_s": SIZES[args.size]["batch"] / statistics.median(per_round)}
+    return out
 
 
-def _child(args, name: str) -> dict:
-    cmd = [sys.executable, __file__, "--one", name, "--size", args.size, "--device", args.device,
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--every", str(args.every)]
+def measure_memory(args) -> dict:
+    """Peak memory of one strategy over a few steps, alone in a fresh process (CUDA: max allocated; CPU: peak
+    resident set size, which includes the Python / torch runtime)."""
+    torch, device, ip, vr, transformer, batch = _setup(args)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    cycle = args.every if args.one == "gradprom_every" else 1
+    _trainer(args, args.one, ip, vr, transformer, batch, 2 * cycle + 1).run()
+    peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"strategy": args.one, "peak_bytes": peak}
+
+
+def _child(args, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--one", mode, "--size", args.size, "--device", args.device,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--every", str(args.every),
+           "--strategies", args.strategies]
     cmd += ["--amp"] if args.amp else []
     cmd += ["--channels-last"] if args.channels_last else []
     cmd += ["--compile"] if args.compile else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{mode} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -158,17 +170,18 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        result = measure_ip_backward(args) if args.one == "ip_backward" else measure_strategy(args)
-        print(json.dumps(result))
+        print(json.dumps(measure_times(args) if args.one == "times" else measure_memory(args)))
         return
 
-    results = {name: _child(args, name) for name in ["ip_backward", *args.strategies.split(",")]}
+    results = _child(args, "times")
+    for name in args.strategies.split(","):
+        results[name]["peak_bytes"] = _child(args, name)["peak_bytes"]
     joint = results["joint"]
     bound = 1.0 + results["ip_backward"]["median_s"] / joint["median_s"]
     size = SIZES[args.size]
     print(f"step cost, size={args.size} {size}, device={args.device}, amp={args.amp}, "
           f"channels_last={args.channels_last}, compile={args.compile}, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+          f"median of {args.steps} interleaved rounds after {args.warmup} warm-up")
     print(f"one IP backward: {results['ip_backward']['median_s'] * 1e3:.1f} ms; joint step: "
           f"{joint['median_s'] * 1e3:.1f} ms; analytic bound for exact gating: {bound:.3f} x joint")
     print(f"{'strategy':<15} {'step ms':>9} {'img/s':>7} {'x joint':>8} {'x bound':>8} {'peak MB':>9} {'x joint':>8}")
