@@ -12,7 +12,7 @@ from monai.engines import SupervisedTrainer
 from torch import nn
 
 from monai_gradprom.distributed import is_distributed, rank
-from monai_gradprom.engines.trainer import mark_pretrained
+from monai_gradprom.engines.trainer import mark_pretrained, prepare_enhancement_batch
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.utils import atomic_save
 
@@ -71,10 +71,12 @@ def pretrain_recognizer(
     loss_function = loss_function if loss_function is not None else default_vr_loss(task_key)
 
     def prepare(batchdata, device, non_blocking=False, **kwargs):
-        image = batchdata[image_key].to(device=device, non_blocking=non_blocking)
+        # plain tensors, as in GradPromTrainer: no metadata is needed, and compiled networks reject MetaTensors
+        batch = prepare_enhancement_batch(batchdata, device, non_blocking, keys=(image_key, task_key))
+        image = batch[image_key]
         if input_transform is not None:
             image = input_transform(image)
-        return image, torch.as_tensor(batchdata[task_key]).to(device=device, non_blocking=non_blocking)
+        return image, batch[task_key]
 
     # Under torch.distributed the recognizer is wrapped in DDP so that every rank pretrains the same weights.
     trained = network

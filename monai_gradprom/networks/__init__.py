@@ -1,5 +1,6 @@
 """Networks: the enhancement network IP (SRResNet), the recognizer factory for VR, and the RA transformer T."""
 
+from monai_gradprom.networks.compilation import compiled
 from monai_gradprom.networks.ra_transformer import RATransformer
 from monai_gradprom.networks.recognizers import (
     RECOGNIZER_ARCHS,
@@ -21,4 +22,6 @@ __all__ = [
     "RECOGNIZER_BACKENDS",
     "SEGMENTATION_DIVISOR",
     "RequireDivisibleInput",
+    "compiled",
 ]
+
