@@ -7,6 +7,7 @@ the directory would treat the second file's earlier steps as a restart and purge
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,6 +73,8 @@ def plot_training_curves(
     if not runs:
         raise ValueError("no runs given")
     scalars = {name: read_scalars(logdir, tags) for name, logdir in runs.items()}
+    # a tag a run logged only as NaN (gate_rate of plain, which has no gate) is a tag it does not have
+    scalars = {name: {t: p for t, p in s.items() if any(math.isfinite(v) for _, v in p)} for name, s in scalars.items()}
     present = [t for t in tags if any(t in s for s in scalars.values())]
     if not present:
         raise KeyError(f"none of the tags {list(tags)} was logged in {[str(p) for p in runs.values()]}")

@@ -72,7 +72,7 @@ def test_smooth_is_tensorboards_debiased_ema():
 
 def test_training_curves_figure_and_errors(tmp_path):
     _write_events(tmp_path / "a", {"loss_ip": [0.5, 0.4, 0.3], "gate": [1.0, 0.0, 1.0]})
-    _write_events(tmp_path / "b", {"loss_ip": [0.6, 0.5, 0.45]})
+    _write_events(tmp_path / "b", {"loss_ip": [0.6, 0.5, 0.45], "gate": [float("nan")] * 3})  # plain: NaN gate
     scalars = plot_training_curves({"gradprom": tmp_path / "a", "plain": tmp_path / "b"}, tmp_path / "c.png",
                                    tags=("loss_ip", "gate", "cos"), csv_path=tmp_path / "c.csv")
     assert "gate" not in scalars["plain"] and len(scalars["gradprom"]["gate"]) == 3
