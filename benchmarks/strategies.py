@@ -108,10 +108,10 @@ def quick_config() -> Config:
         experiments=(("seg", "supervised"),),
         seeds=(0, 1),
         train_crops=512,
-        test_crops=48,
-        pretrain_steps=120,
-        warmup_steps=100,
-        steps=40,
+        test_crops=32,
+        pretrain_steps=100,
+        warmup_steps=80,
+        steps=30,
     )
 
 
