@@ -1,10 +1,21 @@
 """Degradations at a fixed level, as MONAI array transforms (channel-first ``(C, H, W)`` or ``(C, H, W, D)``).
 
-Unlike MONAI's ``RandGaussianNoise``, the level is fixed (never drawn up to a maximum): the papers train and test
-at one noise level. Randomness comes from ``self.R`` (set with ``set_random_state``), which draws one integer seed
-per call for a ``torch.Generator`` on the image's device, so the noise is generated where the image lives (CPU or
-CUDA) and the same seed gives the same output. Outputs are clipped to ``clip`` (default ``(0, 1)``; ``None``
-disables it). The input's type (numpy / tensor / MetaTensor), dtype and metadata are kept.
+Names follow MONAI: random transforms carry the ``Rand`` prefix (``RandGaussianNoise``, ...); the former names
+(``GaussianNoise``, ...) are deprecated aliases that warn on construction. Unlike MONAI's ``RandGaussianNoise``,
+the level is fixed (never drawn up to a maximum): the papers train and test at one noise level.
+
+Shared behaviour, so that a degradation never silently damages data it was not meant for:
+
+- **Output dtype** ``dtype`` (default float32) whatever the input dtype (uint8, int16, float16, float64 ...);
+  ``dtype=None`` keeps a floating input's dtype. numpy in -> numpy out, tensor in -> tensor out, MetaTensor in ->
+  MetaTensor out with its metadata.
+- **Intensity range**: ``clip`` (default ``(0, 1)``) is the range the data must lie in. An input outside it (by
+  more than ``RANGE_TOLERANCE`` of its width, e.g. 0-255 straight from ``LoadImaged``) is a ``ValueError`` that
+  says to scale intensities first, instead of being saturated; the output is clipped to it. ``clip=None`` is the
+  explicit opt-out: no range check and no clipping (levels are then in the data's own units).
+- **Randomness** comes from ``self.R`` (set with ``set_random_state``), which draws one integer seed per call for
+  a ``torch.Generator`` on the image's device, so the noise is generated where the image lives (CPU or CUDA) and
+  the same seed gives the same output.
 """
 
 from __future__ import annotations
@@ -17,29 +28,45 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.config import NdarrayOrTensor
+from monai.config import DtypeLike, NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.transforms import Randomizable, RandomizableTransform, Transform
+from monai.networks.layers import separable_filtering
+from monai.transforms import InvertibleTransform, Randomizable, RandomizableTransform, Transform
 from monai.transforms.utils import scale_affine
-from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
+from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type, convert_to_tensor, deprecated
 from monai.utils.misc import MAX_SEED
 from PIL import Image
 
+from monai_gradprom import __version__
+
 __all__ = [
-    "GaussianNoise",
-    "PoissonNoise",
-    "SpeckleNoise",
+    "RandGaussianNoise",
+    "RandPoissonNoise",
+    "RandSpeckleNoise",
     "GaussianBlur",
     "Downsample",
     "JPEGCompression",
-    "Identity",
+    "NoDegradation",
     "DegradationSequence",
-    "ChallengingDegradation",
+    "RandChallengingDegradation",
     "build_degradation",
     "DEGRADATION_NAMES",
+    "RANGE_TOLERANCE",
+    # deprecated aliases (FutureWarning on construction); ``Identity`` is importable but not exported by ``*``,
+    # so that it never shadows ``monai.transforms.Identity``
+    "GaussianNoise",
+    "PoissonNoise",
+    "SpeckleNoise",
+    "ChallengingDegradation",
 ]
 
-ClipRange = Sequence[float] | None  # (low, high) to clamp the output to, or None for no clipping
+ClipRange = Sequence[float] | None  # (low, high): the data's range, checked on input and clamped on output
+
+#: Inputs may exceed the clip range by this fraction of its width (float rounding, mild interpolation overshoot)
+#: before it is an error; within it they are clipped.
+RANGE_TOLERANCE = 1e-3
+
+_DEPRECATED_SINCE = "0.1.0"
 
 
 # ---------------------------------------------------------------------------------------------------- validation
@@ -78,34 +105,70 @@ def _spatial_dims(name: str, x: torch.Tensor) -> int:
     return x.ndim - 1
 
 
+def _check_range(name: str, x: torch.Tensor, data_range: tuple[float, float] | None, option: str) -> None:
+    """Refuse data outside ``data_range`` rather than saturate it (the classic case: 0-255 images)."""
+    if data_range is None or x.numel() == 0:
+        return
+    low, high = data_range
+    tolerance = RANGE_TOLERANCE * (high - low)
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if lo < low - tolerance or hi > high + tolerance:
+        raise ValueError(
+            f"{name} expects intensities in [{low:g}, {high:g}] but the image spans [{lo:g}, {hi:g}]; scale the "
+            "intensities first (e.g. ScaleIntensityd(keys, minv=0.0, maxv=1.0), or ScaleIntensityRanged(keys, "
+            f"a_min, a_max, 0.0, 1.0, clip=True) for CT), or {option}"
+        )
+
+
+_CLIP_OPTION = "pass clip=(low, high) with the data's own range, or clip=None (no range check, no clipping)"
+
+
 # ------------------------------------------------------------------------------------------------------ plumbing
 def _as_float_tensor(img: NdarrayOrTensor) -> torch.Tensor:
-    """A plain tensor view of ``img`` to compute on; integer and half inputs are computed in float32."""
+    """A plain tensor of ``img`` to compute on: float64 stays float64, everything else is computed in float32."""
     x = convert_to_tensor(img, track_meta=False)
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-def _finish(out: torch.Tensor, img: NdarrayOrTensor, clip: tuple[float, float] | None) -> NdarrayOrTensor:
-    """Clip, then return in the input's type and dtype (a MetaTensor's metadata is carried over)."""
-    if clip is not None:
-        out = out.clamp(*clip)
-    return convert_to_dst_type(out, img, dtype=img.dtype)[0]
+class _Degradation(Transform):
+    """Shared plumbing: clip range (checked on input, clamped on output) and output dtype."""
+
+    backend = [TransformBackends.TORCH]
+
+    def _setup(self, clip: ClipRange, dtype: DtypeLike | torch.dtype) -> None:
+        self.clip = _check_clip(clip)
+        self.dtype = dtype
+
+    def _prepare(self, img: NdarrayOrTensor) -> torch.Tensor:
+        x = _as_float_tensor(img)
+        _check_range(type(self).__name__, x, self.clip, _CLIP_OPTION)
+        return x
+
+    def _finish(self, out: torch.Tensor, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """Clip, then return in the input's type (a MetaTensor's metadata is carried over) and ``self.dtype``."""
+        if self.clip is not None:
+            out = out.clamp(*self.clip)
+        dtype = self.dtype if self.dtype is not None else out.dtype
+        return convert_to_dst_type(out, img, dtype=dtype)[0]
+
+    def passthrough(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """What a skipped call (``prob`` coin says no) returns: the input range-checked and converted to ``dtype``
+        but otherwise unchanged, so that degraded and skipped samples of one batch share a dtype."""
+        return self._finish(self._prepare(img), img)
 
 
-class _Noise(RandomizableTransform):
+class _RandNoise(RandomizableTransform, _Degradation):
     """Shared plumbing of the noises: one seed per call from ``self.R``, a torch generator on the image's device.
 
     ``randomize`` always draws both the ``prob`` coin and the seed, so the stream of ``self.R`` does not depend on
     whether the previous call degraded or not.
     """
 
-    backend = [TransformBackends.TORCH]
-
-    def __init__(self, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
+    def __init__(self, clip: ClipRange = (0.0, 1.0), prob: float = 1.0, dtype: DtypeLike = np.float32) -> None:
         if not 0.0 <= _real("prob", prob) <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {prob!r}")
         RandomizableTransform.__init__(self, prob)
-        self.clip = _check_clip(clip)
+        self._setup(clip, dtype)
         self._seed = 0
 
     def randomize(self, data: Any = None) -> None:
@@ -119,34 +182,38 @@ class _Noise(RandomizableTransform):
         if randomize:
             self.randomize()
         if not self._do_transform:
-            return img
-        x = _as_float_tensor(img)
+            return self.passthrough(img)  # checked too: the same data must not pass only sometimes
+        x = self._prepare(img)
         generator = torch.Generator(device=x.device).manual_seed(self._seed)
-        return _finish(self._noise(x, generator), img, self.clip)
+        return self._finish(self._noise(x, generator), img)
 
 
 # --------------------------------------------------------------------------------------------------------- noise
-class GaussianNoise(_Noise):
+class RandGaussianNoise(_RandNoise):
     """Additive noise ``y = x + N(0, sigma^2)`` at a fixed ``sigma`` (the papers' "Gaussian 0.1" is sigma = 0.1)."""
 
-    def __init__(self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
-        super().__init__(clip, prob)
+    def __init__(
+        self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0, dtype: DtypeLike = np.float32
+    ) -> None:
+        super().__init__(clip, prob, dtype)
         self.sigma = _real("sigma", sigma)
 
     def _noise(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return x + self.sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-class PoissonNoise(_Noise):
+class RandPoissonNoise(_RandNoise):
     """Signal-dependent shot noise ``y = Poisson(x / level^2) * level^2``.
 
     Mean ``x`` and variance ``level^2 * x``, i.e. std ``level`` at intensity 1 and ``level * sqrt(x)`` elsewhere;
     this is how we read the papers' "Poisson 0.1". ``level^2`` is the intensity of one photon, so the output is
-    quantised in steps of ``level^2``. Negative inputs count as 0 (a photon count cannot be negative).
+    quantised in steps of ``level^2``. Negative inputs (possible only with ``clip=None``) count as 0.
     """
 
-    def __init__(self, level: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
-        super().__init__(clip, prob)
+    def __init__(
+        self, level: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0, dtype: DtypeLike = np.float32
+    ) -> None:
+        super().__init__(clip, prob, dtype)
         self.level = _real("level", level)
 
     def _noise(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -156,11 +223,13 @@ class PoissonNoise(_Noise):
         return torch.poisson(x.clamp(min=0) / photon, generator=generator) * photon
 
 
-class SpeckleNoise(_Noise):
+class RandSpeckleNoise(_RandNoise):
     """Multiplicative (ultrasound-like) noise ``y = x + x * N(0, sigma^2)``: std ``sigma * x`` at intensity x."""
 
-    def __init__(self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0) -> None:
-        super().__init__(clip, prob)
+    def __init__(
+        self, sigma: float, clip: ClipRange = (0.0, 1.0), prob: float = 1.0, dtype: DtypeLike = np.float32
+    ) -> None:
+        super().__init__(clip, prob, dtype)
         self.sigma = _real("sigma", sigma)
 
     def _noise(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -168,20 +237,24 @@ class SpeckleNoise(_Noise):
 
 
 # ------------------------------------------------------------------------------------------------ deterministic
-class GaussianBlur(Transform):
+class GaussianBlur(_Degradation):
     """Separable Gaussian blur with exactly ``kernel_size`` taps per spatial axis, weights normalised to sum 1.
 
-    ``padding_mode="reflect"`` (default) mirrors the image at its border without repeating the edge pixel, like
-    OpenCV's default ``BORDER_REFLECT_101`` that ``cv2.GaussianBlur`` uses; the mean is kept up to a border term
-    of at most ``(1 - w0) * range / n`` per axis (``w0`` the centre weight, ``n`` the axis length), typically
-    ~1e-4 on real images. ``"circular"`` keeps the mean exactly (every pixel's mass stays in the image) at the
-    price of mixing opposite borders over ``kernel_size // 2`` pixels. A size-1 axis is left as it is.
+    The filtering is MONAI's ``separable_filtering``. ``padding_mode="reflect"`` (default) mirrors the image at its
+    border without repeating the edge pixel, like OpenCV's default ``BORDER_REFLECT_101`` that ``cv2.GaussianBlur``
+    uses; the mean is kept up to a border term of at most ``(1 - w0) * range / n`` per axis (``w0`` the centre
+    weight, ``n`` the axis length), typically ~1e-4 on real images. ``"circular"`` keeps the mean exactly (every
+    pixel's mass stays in the image) at the price of mixing opposite borders over ``kernel_size // 2`` pixels.
+    A size-1 axis is left as it is.
     """
 
-    backend = [TransformBackends.TORCH]
-
     def __init__(
-        self, kernel_size: int = 3, sigma: float = 2.0, clip: ClipRange = (0.0, 1.0), padding_mode: str = "reflect"
+        self,
+        kernel_size: int = 3,
+        sigma: float = 2.0,
+        clip: ClipRange = (0.0, 1.0),
+        padding_mode: str = "reflect",
+        dtype: DtypeLike = np.float32,
     ) -> None:
         self.kernel_size = _integer("kernel_size", kernel_size, 1)
         if self.kernel_size % 2 == 0:
@@ -190,7 +263,7 @@ class GaussianBlur(Transform):
         if padding_mode not in ("reflect", "circular"):
             raise ValueError(f"padding_mode must be 'reflect' or 'circular', got {padding_mode!r}")
         self.padding_mode = padding_mode
-        self.clip = _check_clip(clip)
+        self._setup(clip, dtype)
 
     def kernel(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """The 1D kernel: ``exp(-t^2 / (2 sigma^2))`` at integer offsets ``t``, normalised to sum 1."""
@@ -200,31 +273,23 @@ class GaussianBlur(Transform):
         return (weights / weights.sum()).to(dtype=dtype, device=device)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        x = _as_float_tensor(img)
+        x = self._prepare(img)
         spatial = _spatial_dims("GaussianBlur", x)
-        half, channels = self.kernel_size // 2, x.shape[0]
-        conv = F.conv2d if spatial == 2 else F.conv3d
-        kernel = self.kernel(x.dtype, x.device)
-        out = x[None]
-        for axis in range(spatial):
-            size = x.shape[1 + axis]
-            if size == 1 or half == 0:
-                continue
-            if self.padding_mode == "reflect" and size <= half:
+        half = self.kernel_size // 2
+        kernel, unit = self.kernel(x.dtype, x.device), torch.ones(1, dtype=x.dtype, device=x.device)
+        kernels = []
+        for axis, size in enumerate(x.shape[1:]):
+            if self.padding_mode == "reflect" and 1 < size <= half:
                 raise ValueError(
                     f"GaussianBlur: axis {axis} of size {size} is too short for reflect padding with "
                     f"kernel_size={self.kernel_size}; use a smaller kernel or padding_mode='circular'"
                 )
-            shape = [1] * spatial
-            shape[axis] = self.kernel_size
-            weight = kernel.reshape(1, 1, *shape).expand(channels, 1, *shape)
-            pad = [0, 0] * spatial  # F.pad lists the last axis first
-            pad[2 * (spatial - 1 - axis)] = pad[2 * (spatial - 1 - axis) + 1] = half
-            out = conv(F.pad(out, pad, mode=self.padding_mode), weight, groups=channels)
-        return _finish(out[0], img, self.clip)
+            kernels.append(unit if size == 1 or half == 0 else kernel)  # a unit kernel is skipped by MONAI
+        out = separable_filtering(x[None], kernels, mode=self.padding_mode)[0]
+        return self._finish(out, img)
 
 
-class Downsample(Transform):
+class Downsample(_Degradation, InvertibleTransform):
     """The super-resolution input: shrink by an integer ``factor`` to exactly ``floor(n / factor)`` per axis.
 
     The last ``n mod factor`` rows / columns / slices are dropped first, so that the sampling step is exactly
@@ -233,19 +298,28 @@ class Downsample(Transform):
     3D: torch has no bicubic in 3D, so ``"bicubic"`` / ``"bilinear"`` become ``"trilinear"``, which has no
     antialiasing (for factors > 2 prefer ``mode="area"``, the block mean). A MetaTensor's affine is updated as
     MONAI's ``Resize`` does: voxel spacing times ``factor``, origin moved to the centre of the first block.
+
+    Invertible in MONAI's sense (``Invertd``, ``inverse``) for MetaTensors: the forward pass records the original
+    and mod-cropped sizes in ``applied_operations``; ``inverse`` resizes back to the mod-cropped size with the same
+    interpolation, pads the dropped rows with zeros, and restores the affine. It restores the geometry, not the
+    detail that the downsampling removed (that is the enhancement network's job).
     """
 
-    backend = [TransformBackends.TORCH]
     _MODES = ("bicubic", "bilinear", "trilinear", "area", "nearest", "nearest-exact")
 
     def __init__(
-        self, factor: int, mode: str = "bicubic", antialias: bool = True, clip: ClipRange = (0.0, 1.0)
+        self,
+        factor: int,
+        mode: str = "bicubic",
+        antialias: bool = True,
+        clip: ClipRange = (0.0, 1.0),
+        dtype: DtypeLike = np.float32,
     ) -> None:
         self.factor = _integer("factor", factor, 1)
         if mode not in self._MODES:
             raise ValueError(f"mode must be one of {self._MODES}, got {mode!r}")
         self.mode, self.antialias = mode, bool(antialias)
-        self.clip = _check_clip(clip)
+        self._setup(clip, dtype)
 
     def _torch_mode(self, spatial: int) -> str:
         if spatial == 3 and self.mode in ("bicubic", "bilinear"):
@@ -254,45 +328,73 @@ class Downsample(Transform):
             return "bilinear"
         return self.mode
 
+    def _resize(self, x: torch.Tensor, size: Sequence[int], antialias: bool) -> torch.Tensor:
+        mode = self._torch_mode(x.ndim - 1)
+        kwargs: dict[str, Any] = {"antialias": antialias} if mode in ("bilinear", "bicubic") else {}
+        if mode in ("bilinear", "bicubic", "trilinear"):
+            kwargs["align_corners"] = False
+        return F.interpolate(x[None], size=list(size), mode=mode, **kwargs)[0]
+
+    @staticmethod
+    def _rescale_affine(result: MetaTensor, spatial: int, old: Sequence[int], new: Sequence[int]) -> None:
+        """As MONAI's ``Resize``: the affine of a grid of ``old`` voxels resampled to ``new`` over the same extent."""
+        extra = [1] * max(result.affine.shape[0] - 1 - spatial, 0)  # a 2D image may carry a 4x4 affine
+        scale = scale_affine(list(old) + extra, list(new) + extra)
+        result.affine = result.affine @ torch.as_tensor(scale, dtype=result.affine.dtype, device=result.affine.device)
+
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        x = _as_float_tensor(img)
+        x = self._prepare(img)
         spatial = _spatial_dims("Downsample", x)
-        size = [n // self.factor for n in x.shape[1:]]
+        original = list(x.shape[1:])
+        size = [n // self.factor for n in original]
         if min(size) < 1:
             raise ValueError(f"Downsample: image of shape {tuple(x.shape)} is too small for factor={self.factor}")
         kept = [s * self.factor for s in size]
         x = x[(slice(None), *(slice(0, k) for k in kept))]
-        mode = self._torch_mode(spatial)
-        kwargs: dict[str, Any] = {"antialias": self.antialias} if mode in ("bilinear", "bicubic") else {}
-        if mode in ("bilinear", "bicubic", "trilinear"):
-            kwargs["align_corners"] = False
-        out = F.interpolate(x[None], size=size, mode=mode, **kwargs)[0]
-        result = _finish(out, img, self.clip)
+        result = self._finish(self._resize(x, size, self.antialias), img)
         if isinstance(result, MetaTensor):
-            extra = [1] * max(result.affine.shape[0] - 1 - spatial, 0)  # a 2D image may carry a 4x4 affine
-            scale = scale_affine(kept + extra, size + extra)
-            result.affine = result.affine @ torch.as_tensor(
-                scale, dtype=result.affine.dtype, device=result.affine.device
-            )
+            self._rescale_affine(result, spatial, kept, size)
+            self.push_transform(result, orig_size=original, extra_info={"kept": kept})
         return result
 
+    def inverse(self, data: torch.Tensor) -> torch.Tensor:
+        """Resize back to the mod-cropped size, zero-pad to the original size, restore the affine."""
+        if not isinstance(data, MetaTensor) or not data.applied_operations:
+            raise ValueError(
+                "Downsample.inverse needs the MetaTensor that Downsample returned (its applied_operations record "
+                "the original size); plain tensors and arrays carry no such record (keep track_meta on)"
+            )
+        transform = self.pop_transform(data)
+        original, kept = list(transform[TraceKeys.ORIG_SIZE]), list(transform[TraceKeys.EXTRA_INFO]["kept"])
+        x = _as_float_tensor(data)
+        spatial = _spatial_dims("Downsample.inverse", x)
+        size = list(x.shape[1:])
+        up = self._resize(x, kept, antialias=False)  # upsampling: antialiasing does nothing
+        pad: list[int] = []
+        for k, n in zip(reversed(kept), reversed(original)):  # F.pad lists the last axis first
+            pad += [0, n - k]
+        out = self._finish(F.pad(up, pad), data)
+        self._rescale_affine(out, spatial, size, kept)
+        return out
 
-class JPEGCompression(Transform):
+
+class JPEGCompression(_Degradation):
     """JPEG artefacts: encode and decode with Pillow at ``quality`` (1-95, Pillow's useful range).
 
-    2D only, with 1 (greyscale) or 3 (RGB) channels. The data is assumed to lie in [0, 1]: it is clamped to
-    [0, 1] and quantised to 8 bits (``round(255 x)``), as writing a JPEG file would do, and decoded back to
-    ``value / 255``. Deterministic (Pillow's encoder is).
+    2D only, with 1 (greyscale) or 3 (RGB) channels. The data must lie in [0, 1] whatever ``clip`` says (a JPEG
+    file stores 8 bits: ``round(255 x)``); it is decoded back to ``value / 255``. Deterministic (Pillow's encoder
+    is).
     """
 
     backend = [TransformBackends.NUMPY]
 
-    def __init__(self, quality: int, clip: ClipRange = (0.0, 1.0)) -> None:
+    def __init__(self, quality: int, clip: ClipRange = (0.0, 1.0), dtype: DtypeLike = np.float32) -> None:
         self.quality = _integer("quality", quality, 1, 95)
-        self.clip = _check_clip(clip)
+        self._setup(clip, dtype)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         x = _as_float_tensor(img)
+        _check_range("JPEGCompression", x, (0.0, 1.0), "use another degradation: JPEG stores 8 bits of [0, 1]")
         if x.ndim != 3 or x.shape[0] not in (1, 3):
             raise ValueError(
                 "JPEGCompression needs a 2D image (C, H, W) with 1 or 3 channels; JPEG has no 3D form and no "
@@ -304,11 +406,12 @@ class JPEGCompression(Transform):
         pil.save(buffer, format="JPEG", quality=self.quality)
         decoded = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
         decoded = decoded[None] if decoded.ndim == 2 else np.moveaxis(decoded, -1, 0)
-        return _finish(torch.as_tensor(decoded, dtype=x.dtype, device=x.device), img, self.clip)
+        return self._finish(torch.as_tensor(decoded, dtype=x.dtype, device=x.device), img)
 
 
-class Identity(Transform):
-    """No degradation (spec ``"none"``): keeps configs uniform when a run wants the clean image as input."""
+class NoDegradation(Transform):
+    """No degradation (spec ``"none"``): returns its input as it is, so configs stay uniform when a run wants the
+    clean image as input. Named so that it never shadows ``monai.transforms.Identity``."""
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
@@ -348,12 +451,30 @@ class DegradationSequence(Randomizable, Transform):
             img = t(img)
         return img
 
+    def passthrough(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """The members' :meth:`_Degradation.passthrough` in order: range checks and dtype, no degradation."""
+        for t in self.transforms:
+            img = passthrough(t, img)
+        return img
 
-class ChallengingDegradation(DegradationSequence):
-    """The papers' "challenging" setting: Gaussian blur (kernel 3, sigma 2), then Poisson 0.1, then Gaussian 0.3.
 
-    Blur first because it is optical (it happens before light or X-rays reach the detector); the two noises arise
-    at acquisition: shot noise of the photon count, then additive electronic read-out noise. Each step clips.
+def passthrough(transform: Callable, img: NdarrayOrTensor) -> NdarrayOrTensor:
+    """``img`` as ``transform`` returns it when it skips (range-checked, in its output dtype); unchanged for
+    transforms without a ``passthrough`` (``NoDegradation``, user callables)."""
+    method = getattr(transform, "passthrough", None)
+    return method(img) if callable(method) else img
+
+
+class RandChallengingDegradation(DegradationSequence):
+    """The GradProm paper's "challenging" setting, in the paper's order: Gaussian noise (sigma 0.3), then Poisson
+    noise (0.1), then Gaussian blur (kernel 3, sigma 2).
+
+    Zhang, Cheng et al., TPAMI 2025 (GradProm), appendix A-5 "Effectiveness of GradProm under more challenging and
+    novel scenarios" (Table 3): "we further introduce Poisson noise and Gaussian blur on top of the previously
+    added white Gaussian noise (sigma = 0.3) [...] the noise rate of Poisson noise is set to 0.1, and the Gaussian
+    blur is set with a kernel size of 3 and a standard deviation of 2.0". So the Gaussian noise comes first and the
+    blur last (it smooths both noises). The physical acquisition order (blur, shot noise, read-out noise) is
+    available as the spec ``"blur:3:2+poisson:0.1+gaussian:0.3"``. Each step checks its range and clips.
     """
 
     def __init__(
@@ -363,14 +484,53 @@ class ChallengingDegradation(DegradationSequence):
         poisson: float = 0.1,
         gaussian: float = 0.3,
         clip: ClipRange = (0.0, 1.0),
+        dtype: DtypeLike = np.float32,
     ) -> None:
         super().__init__(
             [
-                GaussianBlur(blur_kernel, blur_sigma, clip=clip),
-                PoissonNoise(poisson, clip=clip),
-                GaussianNoise(gaussian, clip=clip),
+                RandGaussianNoise(gaussian, clip=clip, dtype=dtype),
+                RandPoissonNoise(poisson, clip=clip, dtype=dtype),
+                GaussianBlur(blur_kernel, blur_sigma, clip=clip, dtype=dtype),
             ]
         )
+
+
+# ------------------------------------------------------------------------------------------- deprecated aliases
+def _deprecated(new: str) -> Callable[[type], type]:
+    return deprecated(
+        since=_DEPRECATED_SINCE,
+        msg_suffix=f"Use {new} (MONAI's Rand prefix for random transforms); this alias behaves the same.",
+        version_val=__version__,
+    )
+
+
+@_deprecated("RandGaussianNoise")
+class GaussianNoise(RandGaussianNoise):
+    """Deprecated alias of :class:`RandGaussianNoise`."""
+
+
+@_deprecated("RandPoissonNoise")
+class PoissonNoise(RandPoissonNoise):
+    """Deprecated alias of :class:`RandPoissonNoise`."""
+
+
+@_deprecated("RandSpeckleNoise")
+class SpeckleNoise(RandSpeckleNoise):
+    """Deprecated alias of :class:`RandSpeckleNoise`."""
+
+
+@_deprecated("RandChallengingDegradation")
+class ChallengingDegradation(RandChallengingDegradation):
+    """Deprecated alias of :class:`RandChallengingDegradation` (which now follows the paper's order)."""
+
+
+@deprecated(
+    since=_DEPRECATED_SINCE,
+    msg_suffix="Use NoDegradation (this name shadowed monai.transforms.Identity).",
+    version_val=__version__,
+)
+class Identity(NoDegradation):
+    """Deprecated alias of :class:`NoDegradation`; not exported by ``import *``."""
 
 
 # ------------------------------------------------------------------------------------------------------ factory
@@ -380,28 +540,28 @@ def _downsample_factor(text: str) -> int:
 
 # name -> (usage, minimum and maximum number of ":" arguments, builder(args, clip))
 _PARSERS: dict[str, tuple[str, int, int, Callable[[list[str], Any], Transform]]] = {
-    "gaussian": ("gaussian:SIGMA", 1, 1, lambda a, c: GaussianNoise(float(a[0]), clip=c)),
-    "poisson": ("poisson:LEVEL", 1, 1, lambda a, c: PoissonNoise(float(a[0]), clip=c)),
-    "speckle": ("speckle:SIGMA", 1, 1, lambda a, c: SpeckleNoise(float(a[0]), clip=c)),
+    "gaussian": ("gaussian:SIGMA", 1, 1, lambda a, c: RandGaussianNoise(float(a[0]), clip=c)),
+    "poisson": ("poisson:LEVEL", 1, 1, lambda a, c: RandPoissonNoise(float(a[0]), clip=c)),
+    "speckle": ("speckle:SIGMA", 1, 1, lambda a, c: RandSpeckleNoise(float(a[0]), clip=c)),
     "blur": ("blur:KERNEL[:SIGMA]", 1, 2, lambda a, c: GaussianBlur(int(a[0]), float(a[1]) if a[1:] else 2.0, clip=c)),
     "downsample": ("downsample:FACTOR", 1, 1, lambda a, c: Downsample(_downsample_factor(a[0]), clip=c)),
     "sr": ("sr:xFACTOR", 1, 1, lambda a, c: Downsample(_downsample_factor(a[0]), clip=c)),
     "jpeg": ("jpeg:QUALITY", 1, 1, lambda a, c: JPEGCompression(int(a[0]), clip=c)),
-    "challenging": ("challenging", 0, 0, lambda a, c: ChallengingDegradation(clip=c)),
-    "none": ("none", 0, 0, lambda a, c: Identity()),
+    "challenging": ("challenging", 0, 0, lambda a, c: RandChallengingDegradation(clip=c)),
+    "none": ("none", 0, 0, lambda a, c: NoDegradation()),
 }
 DEGRADATION_NAMES: tuple[str, ...] = tuple(_PARSERS)
 
 _CLASSES: dict[str, type] = {
-    "gaussian": GaussianNoise,
-    "poisson": PoissonNoise,
-    "speckle": SpeckleNoise,
+    "gaussian": RandGaussianNoise,
+    "poisson": RandPoissonNoise,
+    "speckle": RandSpeckleNoise,
     "blur": GaussianBlur,
     "downsample": Downsample,
     "sr": Downsample,
     "jpeg": JPEGCompression,
-    "challenging": ChallengingDegradation,
-    "none": Identity,
+    "challenging": RandChallengingDegradation,
+    "none": NoDegradation,
 }
 
 

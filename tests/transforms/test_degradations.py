@@ -10,14 +10,14 @@ from monai.utils.misc import MAX_SEED
 from scipy import ndimage
 
 from monai_gradprom.transforms import (
-    ChallengingDegradation,
     DegradationSequence,
     Downsample,
     GaussianBlur,
-    GaussianNoise,
     JPEGCompression,
-    PoissonNoise,
-    SpeckleNoise,
+    RandChallengingDegradation,
+    RandGaussianNoise,
+    RandPoissonNoise,
+    RandSpeckleNoise,
 )
 
 
@@ -34,14 +34,14 @@ def _smooth(size: int = 64, channels: int = 1) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------- noise
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.3])
 def test_gaussian_noise_std_within_5_percent_of_sigma_and_zero_mean(sigma):
-    noise = GaussianNoise(sigma, clip=None).set_random_state(0)(_flat()) - 0.5
+    noise = RandGaussianNoise(sigma, clip=None).set_random_state(0)(_flat()) - 0.5
     assert abs(float(noise.std()) - sigma) < 0.05 * sigma
     assert abs(float(noise.mean())) < 0.02 * sigma  # standard error is sigma / 512
 
 
 @pytest.mark.parametrize("value", [0.2, 0.8])
 def test_poisson_mean_is_intensity_and_variance_is_level_squared_times_intensity(value):
-    out = PoissonNoise(0.1, clip=None).set_random_state(1)(_flat(value))
+    out = RandPoissonNoise(0.1, clip=None).set_random_state(1)(_flat(value))
     assert float(out.var()) == pytest.approx(0.01 * value, rel=0.05)
     assert float(out.mean()) == pytest.approx(value, rel=0.01)
     photons = out / 0.01  # one photon = level^2 of intensity
@@ -49,12 +49,14 @@ def test_poisson_mean_is_intensity_and_variance_is_level_squared_times_intensity
 
 
 def test_speckle_std_is_sigma_times_intensity():
-    noise = SpeckleNoise(0.2, clip=None).set_random_state(2)(_flat(0.25)) - 0.25
+    noise = RandSpeckleNoise(0.2, clip=None).set_random_state(2)(_flat(0.25)) - 0.25
     assert float(noise.std()) == pytest.approx(0.2 * 0.25, rel=0.05)
     assert abs(float(noise.mean())) < 0.02 * 0.05
 
 
-@pytest.mark.parametrize("make", [lambda: GaussianNoise(0.1), lambda: PoissonNoise(0.1), lambda: SpeckleNoise(0.2)])
+@pytest.mark.parametrize(
+    "make", [lambda: RandGaussianNoise(0.1), lambda: RandPoissonNoise(0.1), lambda: RandSpeckleNoise(0.2)]
+)
 def test_same_seed_same_output_other_seed_other_output(make):
     x = torch.rand(1, 32, 32)
     a, b, c = make().set_random_state(7)(x), make().set_random_state(7)(x), make().set_random_state(8)(x)
@@ -66,53 +68,64 @@ def test_same_seed_same_output_other_seed_other_output(make):
 
 def test_prob_zero_returns_the_input_and_prob_is_validated():
     x = torch.rand(1, 8, 8)
-    assert torch.equal(GaussianNoise(0.5, prob=0.0).set_random_state(0)(x), x)
+    assert torch.equal(RandGaussianNoise(0.5, prob=0.0).set_random_state(0)(x), x)
     with pytest.raises(ValueError, match="prob"):
-        GaussianNoise(0.1, prob=1.5)
+        RandGaussianNoise(0.1, prob=1.5)
 
 
 def test_clipping_to_unit_range_and_clip_none_allows_values_outside():
     x = torch.rand(1, 64, 64)
-    clipped = GaussianNoise(0.5).set_random_state(0)(x)
+    clipped = RandGaussianNoise(0.5).set_random_state(0)(x)
     assert float(clipped.min()) >= 0.0 and float(clipped.max()) <= 1.0
-    raw = GaussianNoise(0.5, clip=None).set_random_state(0)(x)
+    raw = RandGaussianNoise(0.5, clip=None).set_random_state(0)(x)
     assert float(raw.min()) < 0.0 and float(raw.max()) > 1.0
-    assert float(GaussianNoise(0.5, clip=(0.2, 0.3)).set_random_state(0)(x).max()) <= 0.3 + 1e-7
+    narrow = RandGaussianNoise(0.5, clip=(0.2, 0.3)).set_random_state(0)(0.2 + 0.1 * x)  # data in its clip range
+    assert 0.2 - 1e-7 <= float(narrow.min()) and float(narrow.max()) <= 0.3 + 1e-7
 
 
 # ------------------------------------------------------------------------------------------ types and metadata
 ALL_2D = [
-    lambda: GaussianNoise(0.1),
-    lambda: PoissonNoise(0.1),
-    lambda: SpeckleNoise(0.1),
-    lambda: GaussianBlur(3, 2.0),
-    lambda: JPEGCompression(50),
-    lambda: ChallengingDegradation(),
-    lambda: Downsample(2),
+    lambda **kw: RandGaussianNoise(0.1, **kw),
+    lambda **kw: RandPoissonNoise(0.1, **kw),
+    lambda **kw: RandSpeckleNoise(0.1, **kw),
+    lambda **kw: GaussianBlur(3, 2.0, **kw),
+    lambda **kw: JPEGCompression(50, **kw),
+    lambda **kw: RandChallengingDegradation(**kw),
+    lambda **kw: Downsample(2, **kw),
 ]
 
 
 @pytest.mark.parametrize("make", ALL_2D)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numpy_in_numpy_out_with_dtype_kept(make, dtype):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.uint8])
+def test_numpy_in_numpy_out_float32_whatever_the_input_dtype(make, dtype):
     t = make()
     if hasattr(t, "set_random_state"):
         t.set_random_state(0)
-    out = t(np.random.default_rng(0).random((1, 16, 16)).astype(dtype))
-    assert isinstance(out, np.ndarray) and out.dtype == dtype
+    image = np.random.default_rng(0).random((1, 16, 16))
+    out = t((image > 0.5).astype(dtype) if dtype == np.uint8 else image.astype(dtype))  # uint8: a 0/1 mask
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
 @pytest.mark.parametrize("make", ALL_2D)
+def test_dtype_none_keeps_a_floating_input_dtype(make):
+    t = make(dtype=None)
+    if hasattr(t, "set_random_state"):
+        t.set_random_state(0)
+    assert t(torch.rand(1, 16, 16, dtype=torch.float64)).dtype == torch.float64
+    assert t(torch.ones(1, 16, 16, dtype=torch.uint8)).dtype == torch.float32  # never back to an integer type
+
+
+@pytest.mark.parametrize("make", ALL_2D)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_metatensor_keeps_type_dtype_affine_and_custom_meta(make, dtype):
+def test_metatensor_in_float32_metatensor_out_with_affine_and_custom_meta(make, dtype):
     image = MetaTensor(torch.rand(1, 16, 16, dtype=dtype), meta={"patient": "p1"})
     image.affine = torch.diag(torch.tensor([0.5, 0.7, 1.0, 1.0], dtype=torch.float64))
     t = make()
     if hasattr(t, "set_random_state"):
         t.set_random_state(0)
     out = t(image)
-    assert isinstance(out, MetaTensor) and out.dtype == dtype and out.meta["patient"] == "p1"
+    assert isinstance(out, MetaTensor) and out.dtype == torch.float32 and out.meta["patient"] == "p1"
     if not isinstance(t, Downsample):
         torch.testing.assert_close(out.affine, image.affine)
     assert image.affine[0, 0] == 0.5  # the input's metadata is not modified
@@ -122,7 +135,7 @@ def test_metatensor_keeps_type_dtype_affine_and_custom_meta(make, dtype):
 # -------------------------------------------------------------------------------------------------------- blur
 def test_blur_matches_separable_reference_with_mirror_border():
     x = torch.rand(1, 20, 17, dtype=torch.float64)
-    blur = GaussianBlur(5, 1.5, clip=None)
+    blur = GaussianBlur(5, 1.5, clip=None, dtype=None)
     k = blur.kernel(torch.float64).numpy()
     reference = ndimage.convolve(x[0].numpy(), np.outer(k, k), mode="mirror")  # scipy "mirror" = torch "reflect"
     np.testing.assert_allclose(blur(x)[0].numpy(), reference, atol=1e-12)
@@ -140,20 +153,20 @@ def test_blur_kernel_has_exactly_kernel_size_taps_summing_to_one():
 
 def test_blur_preserves_mean_constants_and_works_in_3d():
     x = torch.rand(1, 40, 37, dtype=torch.float64)
-    reflect = GaussianBlur(3, 2.0, clip=None)
+    reflect = GaussianBlur(3, 2.0, clip=None, dtype=None)
     # reflect: |mean change| <= (1 - w0) * range * sum(1 / n_axis), the border term stated in the docstring
     w0 = float(reflect.kernel(torch.float64)[1])
     bound = (1 - w0) * float(x.max() - x.min()) * (1 / 40 + 1 / 37)
     assert abs(float(reflect(x).mean() - x.mean())) <= bound
     smooth = _smooth().double()
     assert abs(float(reflect(smooth).mean() - smooth.mean())) < 1e-4
-    circular = GaussianBlur(3, 2.0, clip=None, padding_mode="circular")
+    circular = GaussianBlur(3, 2.0, clip=None, padding_mode="circular", dtype=None)
     assert abs(float(circular(x).mean() - x.mean())) < 1e-12  # exact up to float rounding
     constant = torch.full((2, 20, 20), 0.3)
     torch.testing.assert_close(reflect(constant), constant)
     assert float(reflect(x).std()) < 0.7 * float(x.std())
     volume = torch.rand(1, 12, 10, 8, dtype=torch.float64)
-    blurred = GaussianBlur(3, 2.0, clip=None, padding_mode="circular")(volume)
+    blurred = GaussianBlur(3, 2.0, clip=None, padding_mode="circular", dtype=None)(volume)
     assert blurred.shape == volume.shape and float(blurred.std()) < 0.7 * float(volume.std())
     assert abs(float(blurred.mean() - volume.mean())) < 1e-12
     torch.testing.assert_close(reflect(torch.full((1, 6, 6, 6), 0.4)), torch.full((1, 6, 6, 6), 0.4))
@@ -198,10 +211,11 @@ def test_jpeg_lower_quality_larger_error_and_output_kept_in_range():
     low, high = JPEGCompression(10)(image), JPEGCompression(90)(image)
     error_10, error_90 = float((low - image).abs().mean()), float((high - image).abs().mean())
     assert error_10 > 2 * error_90 > 0
-    assert low.dtype == torch.float64 and float(low.min()) >= 0 and float(low.max()) <= 1
+    assert low.dtype == torch.float32 and float(low.min()) >= 0 and float(low.max()) <= 1
     rgb = JPEGCompression(30)(_smooth(channels=3))
     assert rgb.shape == (3, 64, 64) and rgb.dtype == torch.float32
     torch.testing.assert_close(JPEGCompression(10)(image), low)  # deterministic
+    assert JPEGCompression(10, dtype=None)(image).dtype == torch.float64
 
 
 def test_jpeg_refuses_3d_and_other_channel_counts():
@@ -215,10 +229,10 @@ def test_jpeg_refuses_3d_and_other_channel_counts():
 @pytest.mark.parametrize(
     "make, name",
     [
-        (lambda: GaussianNoise(-0.1), "sigma"),
-        (lambda: GaussianNoise(float("nan")), "sigma"),
-        (lambda: PoissonNoise(-1), "level"),
-        (lambda: SpeckleNoise("0.1"), "sigma"),
+        (lambda: RandGaussianNoise(-0.1), "sigma"),
+        (lambda: RandGaussianNoise(float("nan")), "sigma"),
+        (lambda: RandPoissonNoise(-1), "level"),
+        (lambda: RandSpeckleNoise("0.1"), "sigma"),
         (lambda: GaussianBlur(4, 2.0), "kernel_size"),
         (lambda: GaussianBlur(0, 2.0), "kernel_size"),
         (lambda: GaussianBlur(3, 0.0), "sigma"),
@@ -228,7 +242,7 @@ def test_jpeg_refuses_3d_and_other_channel_counts():
         (lambda: Downsample(2, mode="lanczos"), "mode"),
         (lambda: JPEGCompression(0), "quality"),
         (lambda: JPEGCompression(96), "quality"),
-        (lambda: GaussianNoise(0.1, clip=(1.0, 0.0)), "clip"),
+        (lambda: RandGaussianNoise(0.1, clip=(1.0, 0.0)), "clip"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_argument(make, name):
@@ -244,27 +258,30 @@ def test_non_image_shapes_are_refused():
 
 
 # ------------------------------------------------------------------------------------------------- composites
-def test_challenging_is_blur_then_poisson_then_gaussian_with_documented_seeding():
+def test_challenging_follows_the_gradprom_paper_order_gaussian_then_poisson_then_blur():
+    """GradProm (TPAMI 2025) appendix A-5: Poisson noise and blur "on top of" white Gaussian noise (sigma 0.3)."""
     x = torch.rand(1, 48, 48)
-    composite = ChallengingDegradation().set_random_state(5)
-    blur, poisson, gauss = composite.transforms
+    composite = RandChallengingDegradation().set_random_state(5)
+    gauss, poisson, blur = composite.transforms
+    assert isinstance(gauss, RandGaussianNoise) and gauss.sigma == 0.3
+    assert isinstance(poisson, RandPoissonNoise) and poisson.level == 0.1
     assert isinstance(blur, GaussianBlur) and (blur.kernel_size, blur.sigma) == (3, 2.0)
-    assert isinstance(poisson, PoissonNoise) and poisson.level == 0.1
-    assert isinstance(gauss, GaussianNoise) and gauss.sigma == 0.3
     # documented: random members get, in order, seeds R.randint(MAX_SEED) from the sequence's own seed
     seeds = np.random.RandomState(5)
-    seed_p, seed_g = (int(seeds.randint(MAX_SEED, dtype="uint32")) for _ in range(2))
-    manual = GaussianNoise(0.3).set_random_state(seed_g)(
-        PoissonNoise(0.1).set_random_state(seed_p)(GaussianBlur(3, 2.0)(x))
+    seed_g, seed_p = (int(seeds.randint(MAX_SEED, dtype="uint32")) for _ in range(2))
+    manual = GaussianBlur(3, 2.0)(
+        RandPoissonNoise(0.1).set_random_state(seed_p)(RandGaussianNoise(0.3).set_random_state(seed_g)(x))
     )
     torch.testing.assert_close(composite(x), manual, atol=0, rtol=0)
-    wrong_order = PoissonNoise(0.1).set_random_state(seed_p)(GaussianNoise(0.3).set_random_state(seed_g)(x))
-    assert not torch.equal(composite.set_random_state(5)(x), wrong_order)
 
 
-def test_challenging_noise_level_on_a_flat_image():
-    out = ChallengingDegradation(clip=None).set_random_state(0)(_flat(0.5, 256))
-    assert float(out.var()) == pytest.approx(0.3**2 + 0.1**2 * 0.5, rel=0.05)  # blur of a constant is itself
+def test_challenging_blur_comes_last_so_the_noise_is_smoothed():
+    # flat 0.5, Gaussian 0.1 (far from the 0 clamp), no clipping: white noise of variance 0.1^2 + 0.1^2 * 0.5,
+    # then the 3-tap blur scales a white noise's variance by (sum w^2)^2 in 2D. Blur first would leave 0.015.
+    out = RandChallengingDegradation(gaussian=0.1, clip=None).set_random_state(0)(_flat(0.5, 256))
+    w = GaussianBlur(3, 2.0).kernel(torch.float64)
+    expected = (0.1**2 + 0.1**2 * 0.5) * float((w**2).sum()) ** 2  # 0.015 * 0.112 = 0.00168
+    assert float(out.var()) == pytest.approx(expected, rel=0.05)
     assert float(out.mean()) == pytest.approx(0.5, abs=0.005)
 
 
@@ -272,7 +289,8 @@ def test_sequence_seeding_reproduces_and_differs():
     x = torch.rand(1, 32, 32)
 
     def run(seed):
-        return DegradationSequence([GaussianBlur(), PoissonNoise(0.1), SpeckleNoise(0.1)]).set_random_state(seed)(x)
+        sequence = DegradationSequence([GaussianBlur(), RandPoissonNoise(0.1), RandSpeckleNoise(0.1)])
+        return sequence.set_random_state(seed)(x)
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))

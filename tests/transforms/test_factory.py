@@ -7,15 +7,15 @@ import torch
 
 from monai_gradprom.transforms import (
     DEGRADATION_NAMES,
-    ChallengingDegradation,
     DegradationSequence,
     Downsample,
     GaussianBlur,
-    GaussianNoise,
-    Identity,
     JPEGCompression,
-    PoissonNoise,
-    SpeckleNoise,
+    NoDegradation,
+    RandChallengingDegradation,
+    RandGaussianNoise,
+    RandPoissonNoise,
+    RandSpeckleNoise,
     build_degradation,
 )
 
@@ -23,18 +23,18 @@ from monai_gradprom.transforms import (
 @pytest.mark.parametrize(
     "spec, cls, attributes",
     [
-        ("gaussian:0.1", GaussianNoise, {"sigma": 0.1}),
-        (" Gaussian : 0.05 ", GaussianNoise, {"sigma": 0.05}),
-        ("poisson:0.1", PoissonNoise, {"level": 0.1}),
-        ("speckle:0.2", SpeckleNoise, {"sigma": 0.2}),
+        ("gaussian:0.1", RandGaussianNoise, {"sigma": 0.1}),
+        (" Gaussian : 0.05 ", RandGaussianNoise, {"sigma": 0.05}),
+        ("poisson:0.1", RandPoissonNoise, {"level": 0.1}),
+        ("speckle:0.2", RandSpeckleNoise, {"sigma": 0.2}),
         ("blur:3:2.0", GaussianBlur, {"kernel_size": 3, "sigma": 2.0}),
         ("blur:5", GaussianBlur, {"kernel_size": 5, "sigma": 2.0}),
         ("downsample:4", Downsample, {"factor": 4, "mode": "bicubic"}),
         ("sr:x4", Downsample, {"factor": 4}),
         ("sr:2", Downsample, {"factor": 2}),
         ("jpeg:10", JPEGCompression, {"quality": 10}),
-        ("challenging", ChallengingDegradation, {}),
-        ("none", Identity, {}),
+        ("challenging", RandChallengingDegradation, {}),
+        ("none", NoDegradation, {}),
     ],
 )
 def test_each_spec_builds_the_right_transform(spec, cls, attributes):
@@ -47,7 +47,7 @@ def test_each_spec_builds_the_right_transform(spec, cls, attributes):
 def test_plus_joins_a_sequence_in_order_and_clip_is_passed_on():
     t = build_degradation("blur:3:2+poisson:0.1+gaussian:0.1", clip=None)
     assert isinstance(t, DegradationSequence)
-    assert [type(m) for m in t.transforms] == [GaussianBlur, PoissonNoise, GaussianNoise]
+    assert [type(m) for m in t.transforms] == [GaussianBlur, RandPoissonNoise, RandGaussianNoise]
     assert all(m.clip is None for m in t.transforms)
     assert build_degradation("gaussian:0.1").clip == (0.0, 1.0)
 
@@ -56,8 +56,8 @@ def test_dicts_lists_and_transforms():
     assert build_degradation({"name": "jpeg", "quality": 20}).quality == 20
     assert build_degradation({"name": "sr", "factor": 2, "mode": "bilinear"}).mode == "bilinear"
     seq = build_degradation(["blur:3", {"name": "gaussian", "sigma": 0.1}])
-    assert [type(m) for m in seq.transforms] == [GaussianBlur, GaussianNoise]
-    given = GaussianNoise(0.3)
+    assert [type(m) for m in seq.transforms] == [GaussianBlur, RandGaussianNoise]
+    given = RandGaussianNoise(0.3)
     assert build_degradation(given) is given
     x = torch.rand(1, 8, 8)
     assert build_degradation("none")(x) is x
