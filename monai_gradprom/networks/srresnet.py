@@ -110,6 +110,7 @@ class SRResNet(nn.Module):
         if self.residual:
             if self.upscale > 1:
                 mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
-                x = F.interpolate(x, scale_factor=self.upscale, mode=mode, align_corners=False)
+                # a float factor: TorchScript's interpolate takes no int scale_factor (same values in eager)
+                x = F.interpolate(x, scale_factor=float(self.upscale), mode=mode, align_corners=False)
             out = out + x
         return out.clamp(0.0, 1.0)

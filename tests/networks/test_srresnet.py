@@ -93,3 +93,27 @@ def test_gradient_reaches_every_parameter(output):
 def test_rejects_bad_arguments_naming_the_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SRResNet(**kwargs)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("upscale", [1, 2, 4])
+@pytest.mark.parametrize("output", ["clamp", "sigmoid"])
+@torch.no_grad()
+def test_torchscript_matches_eager_and_survives_save_load(spatial_dims, upscale, output):
+    """``torch.jit.script`` failed on the int ``scale_factor`` of the residual's interpolation (issue 13.5)."""
+    import io
+
+    torch.manual_seed(0)
+    net = SRResNet(spatial_dims=spatial_dims, channels=4, num_blocks=1, upscale=upscale, output=output).eval()
+    for p in net.parameters():  # a non-zero tail: the residual path is not the bare upsampled input
+        p.normal_(0, 0.1)
+    x = torch.rand(2, 1, *([6] * spatial_dims))
+    scripted = torch.jit.script(net)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    loaded = torch.jit.load(buffer)
+    expected = net(x)
+    assert expected.shape[2:] == tuple(6 * upscale for _ in range(spatial_dims))
+    torch.testing.assert_close(scripted(x), expected)
+    torch.testing.assert_close(loaded(x), expected)
