@@ -31,6 +31,7 @@ from monai_gradprom.io import NotAnImageError, image_format, read_image, write_l
 
 __all__ = [
     "EnhanceDirectory",
+    "check_distinct_dirs",
     "enhance_array",
     "enhance_directory",
     "find_images",
@@ -152,6 +153,17 @@ def _infer(inferer: Inferer, tensor: torch.Tensor, network: nn.Module) -> torch.
     return inferer(tensor, network)
 
 
+def check_distinct_dirs(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -> None:
+    """Refuse ``output_dir == input_dir`` (after resolving links and ``..``) up front, with that reason: every
+    result would replace its input, and the folder walk, which skips the output folder, would otherwise report
+    the confusing "no supported image"."""
+    if input_dir is not None and output_dir is not None and Path(input_dir).resolve() == Path(output_dir).resolve():
+        raise ValueError(
+            f"input_dir and output_dir are the same folder ({Path(input_dir).resolve()}): the enhanced images "
+            f"would overwrite the inputs; choose another output_dir (a sub-folder of input_dir is fine)"
+        )
+
+
 def _read_or_skip(path: Path, intensity: str):
     try:
         return read_image(path, intensity)
@@ -174,6 +186,7 @@ def enhance_directory(
     amp: bool = False,
     recursive: bool = True,
     progress: bool = True,
+    inferer: Inferer | None = None,
 ) -> list[dict]:
     """Enhance every supported image under ``input_dir`` into ``output_dir``, each in its input's format.
 
@@ -183,17 +196,18 @@ def enhance_directory(
     any). ``intensity``: see :func:`monai_gradprom.io.read_image`. DICOM files without pixel data (DICOMDIR,
     reports) are skipped with a warning; an undecodable file stops the run with an error naming it (outputs
     already written stay valid: every write is atomic). Returns one record per image: ``input``, ``output``,
-    ``format``, ``input_shape``, ``output_shape``, ``seconds``.
+    ``format``, ``input_shape``, ``output_shape``, ``seconds``. ``inferer``: replaces that sliding window (a
+    bundle's ``inferer`` property); ``roi_size`` still sets the network's dimensionality.
     """
     root, out_root = Path(input_dir), Path(output_dir)
-    if root.resolve() == out_root.resolve():
-        raise ValueError(f"output_dir must differ from input_dir ({root}): the inputs would be overwritten")
+    check_distinct_dirs(root, out_root)
     images = find_images(root, recursive, exclude=out_root)
     spatial_dims = len(roi_size)
     device = torch.device(device)
     network = network.to(device)
-    inferer = SlidingWindowInferer(roi_size=tuple(int(r) for r in roi_size), sw_batch_size=sw_batch_size,
-                                   overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
+    if inferer is None:
+        inferer = SlidingWindowInferer(roi_size=tuple(int(r) for r in roi_size), sw_batch_size=sw_batch_size,
+                                       overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
     records: list[dict] = []
     writes: list[tuple[dict, Future]] = []
 
@@ -307,16 +321,22 @@ class EnhanceDirectory:
         amp: bool = False,
         recursive: bool = True,
         progress: bool = True,
+        inferer: Inferer | None = None,
     ) -> None:
         self.network, self.checkpoint = network, checkpoint
         self.input_dir, self.output_dir = input_dir, output_dir
         self.recursive = recursive
         self.kwargs = dict(roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, overlap=overlap, upscale=upscale,
                            in_channels=in_channels, intensity=intensity, device=device, amp=amp,
-                           recursive=recursive, progress=progress)
+                           recursive=recursive, progress=progress, inferer=inferer)
 
     def __call__(self) -> list[dict]:
+        check_distinct_dirs(self.input_dir, self.output_dir)
         find_images(self.input_dir, self.recursive, exclude=self.output_dir)  # a bad input folder fails first
         if self.checkpoint is not None:
             load_enhancer_weights(self.network, self.checkpoint)
         return enhance_directory(self.network, self.input_dir, self.output_dir, **self.kwargs)
+
+    def run(self) -> list[dict]:
+        """The same as calling it: the engine-style entry point that MONAI tools use on a bundle's ``evaluator``."""
+        return self()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["optional_module", "atomic_write", "atomic_save", "require_file"]
+__all__ = ["optional_module", "atomic_write", "atomic_save", "require_file", "require_nonempty"]
 
 
 def optional_module(name: str) -> tuple[ModuleType | None, str | None]:
@@ -64,3 +64,14 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     return path
+
+
+def require_nonempty(items: Sized, what: str = "data") -> Sized:
+    """Return ``items``, or raise a ValueError naming ``what`` when it is empty.
+
+    MONAI's engines skip a run on an empty data loader with only a warning, so an evaluation without data would
+    exit 0 without writing its metrics; bundles call this on their evaluation list to fail instead.
+    """
+    if len(items) == 0:
+        raise ValueError(f"{what} is empty: nothing to evaluate")
+    return items

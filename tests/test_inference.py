@@ -160,7 +160,7 @@ def test_bad_folders_are_clear_errors(tmp_path):
     (tmp_path / "empty" / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="no supported image"):
         enhance_directory(Up2(), tmp_path / "empty", tmp_path / "out")
-    with pytest.raises(ValueError, match="must differ"):
+    with pytest.raises(ValueError, match="input_dir and output_dir are the same folder"):
         enhance_directory(Up2(), tmp_path / "empty", tmp_path / "empty")
     shutil.copy(get_testdata_file("rtplan.dcm"), tmp_path / "empty" / "plan.dcm")
     with pytest.raises(ValueError, match="no pixel data"):
@@ -234,3 +234,21 @@ def test_bundle_config_runs_the_enhancer(tmp_path):
     parser = ConfigParser(config)
     records = parser.get_parsed_content("run")
     assert len(records) == 1 and np.asarray(Image.open(tmp_path / "out" / "a.png")).max() == 7
+
+
+def test_same_input_and_output_folder_is_refused_saying_so_before_anything_is_read(tmp_path):
+    Image.fromarray(np.full((12, 12), 7, np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    before = (tmp_path / "a.png").read_bytes()
+    # the same folder spelled differently; the missing checkpoint shows that the folders are checked first
+    enhancer = EnhanceDirectory(torch.nn.Identity(), tmp_path, tmp_path / "sub" / "..", roi_size=(16, 16),
+                                checkpoint=tmp_path / "missing.pt", progress=False)
+    with pytest.raises(ValueError, match="input_dir and output_dir are the same folder.*would overwrite the inputs"):
+        enhancer()
+    with pytest.raises(ValueError, match="input_dir and output_dir are the same folder"):
+        enhance_directory(torch.nn.Identity(), tmp_path, tmp_path, roi_size=(16, 16), progress=False)
+    assert (tmp_path / "a.png").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "sub"]
+    # an output folder inside the input folder stays allowed
+    assert len(EnhanceDirectory(torch.nn.Identity(), tmp_path, tmp_path / "sub", roi_size=(16, 16),
+                                progress=False)()) == 1

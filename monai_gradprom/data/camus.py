@@ -41,11 +41,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai.data import ITKReader, NibabelReader
-from monai.transforms import EnsureChannelFirstd, LoadImaged, MapTransform
+from monai.transforms import EnsureChannelFirstd, MapTransform
 
 from monai_gradprom.data.common import (
     DataCheckError,
     Datalists,
+    NamedLoadImaged,
     ProblemLog,
     UprightFramed,
     cast_seg,
@@ -176,6 +177,9 @@ def load_datalists(
         test_source: original release only: ``"split"`` (test patients drawn from ``training/``) or
             ``"testing"`` (the ``testing/`` folder).
         require_gt: with ``test_source="testing"``, ``False`` keeps test frames without ground truth.
+        check, deep, on_error: see :func:`monai_gradprom.data.common.check_datalist`. The check decodes every
+            frame and mask (small files: about 2 s per 1000 pairs): each must be a 2-D frame, finite, and a mask's
+            values must be classes 0..3, else the file is named before training.
     """
     for name, given, allowed in (("views", views, VIEWS), ("phases", phases, PHASES)):
         if not given or set(given) - set(allowed):
@@ -205,7 +209,7 @@ def load_datalists(
     splits = {name: [item for item in items if item["image_quality"].lower() in wanted]
               for name, items in splits.items()}
     return finalize_datalists(splits, source=source, keys=keys, optional_keys=("seg",), check=check, deep=deep,
-                              problems=problems)
+                              values={"seg": range(len(LABELS))}, problems=problems)
 
 
 def _nifti_splits(base: Path, split: str, seed: int, val_fraction: float, test_fraction: float,
@@ -275,7 +279,7 @@ def loading_transforms(keys: Sequence[str] = ("image", "seg"), spatial_size: Seq
         return []
     reader = {"original": ITKReader(), "nifti": NibabelReader(), "auto": None}[release]
     transforms: list[MapTransform] = [
-        LoadImaged(file_keys, reader=reader, allow_missing_keys=True),
+        NamedLoadImaged(file_keys, reader=reader, allow_missing_keys=True),
         EnsureChannelFirstd(file_keys, channel_dim="no_channel", allow_missing_keys=True),
         UprightFramed(file_keys, allow_missing_keys=True),
     ]

@@ -1,8 +1,12 @@
 """Checking a data list's files before training starts, so a bad file fails in seconds, not hours in.
 
 Every listed file is decoded once with the same readers inference uses (:func:`monai_gradprom.io.read_image`):
-a missing, truncated or undecodable file raises an error naming it, or, with ``on_error="skip"``, the item is
+a missing, truncated or undecodable file, or one holding non-finite pixels (NaN / Inf: a float volume, which would
+turn every weight trained on it into NaN), raises an error naming it, or, with ``on_error="skip"``, the item is
 dropped and reported (and the report written as JSON next to the run's outputs).
+
+The dataset loaders run the cheaper header-and-content check of :func:`monai_gradprom.data.common.check_datalist`
+instead (it decodes only what can hold a bad value); this one decodes everything, in any format inference reads.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from monai_gradprom.io import read_image
@@ -24,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class DataCheckError(ValueError):
-    """A file of the data set is missing or cannot be decoded."""
+    """A file of the data set is missing, cannot be decoded, or holds values no training may see."""
 
 
 def _problem(path: object) -> str | None:
@@ -34,9 +39,11 @@ def _problem(path: object) -> str | None:
     if not path.is_file():
         return "file not found"
     try:
-        read_image(path)
+        array = read_image(path).array
     except ValueError as exc:
         return str(exc.__cause__ or exc)
+    if not np.isfinite(array).all():
+        return "non-finite pixel values (NaN or Inf): fix or remove the file"
     return None
 
 

@@ -94,7 +94,8 @@ def load_datalists(
         root: the COVID-CT repository folder (holding ``Images-processed`` and ``Data-split``).
         split: ``"official"`` (the ``Data-split`` lists, required), ``"random"`` (seeded, stratified, with
             ``val_fraction`` / ``test_fraction``), ``"auto"``: official when present.
-        check, deep, on_error: see :func:`monai_gradprom.data.common.check_datalist`.
+        check, deep, on_error: see :func:`monai_gradprom.data.common.check_datalist` (a PNG cut off after its
+            header is named by the default check, a damaged JPEG only with ``deep=True``).
     """
     if split not in ("auto", "official", "random"):
         raise ValueError(f"split must be 'auto', 'official' or 'random', got {split!r}")
@@ -115,7 +116,7 @@ def load_datalists(
                                         seed, stratify_key="label")
         splits, source = {"training": train, "validation": val, "test": test}, root
     return finalize_datalists(splits, source=source, keys=("image", "label"), check=check, deep=deep,
-                              problems=problems)
+                              values={"label": range(len(CLASSES))}, problems=problems)
 
 
 def _item(path: Path, label: int) -> dict:

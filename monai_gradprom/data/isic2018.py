@@ -16,7 +16,9 @@ deeper, as some unzip tools nest it in a folder of the same name)::
 Splits: the challenge's training set has no official validation part, so it is split 80 / 20 with ``seed``
 (stratified by diagnosis for classification), as the GradProm paper does; the official validation set (and,
 with ``test_sets=("validation", "test")``, the official test set) becomes ``"test"``. When none of those was
-downloaded the ``"test"`` split is empty (logged): that download has no test data.
+downloaded (the common download: Task 1 training data only), ``"test"`` is the seeded 20 % held-out part of the
+training set, as in the paper's 80 / 20 protocol: the same images as ``"validation"``, never trained on (logged).
+``test_sets=()`` asks for no test data: ``"test"`` is then empty, and evaluating it fails with a clear error.
 
 Targets: ``seg`` the mask path (loaded as {0, 1}); ``label`` the Task 3 class index in :data:`CLASSES` order.
 ``task="both"`` takes the union of the two tasks' images: where an image has both a mask and a diagnosis both
@@ -179,7 +181,8 @@ def load_datalists(
         root: folder holding the unzipped ``ISIC2018_*`` folders.
         seed, val_fraction: the seeded split of the official training set into training / validation.
         task: ``"segmentation"`` (Task 1: ``seg``), ``"classification"`` (Task 3: ``label``) or ``"both"``.
-        test_sets: official sets that form ``"test"``: ``"validation"`` and / or ``"test"``, where downloaded.
+        test_sets: official sets that form ``"test"``: ``"validation"`` and / or ``"test"``, where downloaded; when
+            none of them was downloaded, ``"test"`` is the held-out ``val_fraction`` of the training set.
         check, deep, on_error: see :func:`monai_gradprom.data.common.check_datalist`; ``on_error="skip"`` drops
             bad items and lists them in the result's ``skipped``.
     """
@@ -203,14 +206,22 @@ def load_datalists(
         if items is not None:
             test += items
             present.append(name)
-    if test_sets and not present:
-        logger.warning("no official ISIC 2018 %s set under %s: the 'test' split is empty", "/".join(test_sets), root)
+    held_out = bool(test_sets) and not present
     keys = {"segmentation": ("image", "seg"), "classification": ("image", "label"), "both": ("image", "label")}[task]
     optional = ("seg",) if task == "both" else ()
-    return finalize_datalists(
+    lists = finalize_datalists(
         {"training": train, "validation": val, "test": test}, source=root, keys=keys, optional_keys=optional,
         check=check, deep=deep, problems=problems, allow_empty=() if present else ("test",),
+        values={"seg": (0, 255), "label": (*range(len(CLASSES)), IGNORE_INDEX)},  # masks as distributed: 0 / 255
     )
+    if held_out:  # copied after the checks, so a bad item is checked (and reported) once
+        lists["test"] = [dict(item) for item in lists["validation"]]
+        logger.warning(
+            "no official ISIC 2018 %s set under %s: 'test' is the seeded %g%% held-out part of the training set "
+            "(seed %d, %d images, the same as 'validation', never trained on)",
+            "/".join(test_sets), root, 100 * val_fraction, seed, len(lists["test"]),
+        )
+    return lists
 
 
 def loading_transforms(keys: Sequence[str] = ("image", "seg"), spatial_size: Sequence[int] | None = None

@@ -93,6 +93,10 @@ def read_label(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         mat = loadmat(str(path))
         inst_map = np.asarray(mat["inst_map"])
+        for name in ("inst_map", "id", "class"):  # a NaN would become INT_MIN below, silently background
+            values = np.asarray(mat[name])
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                raise DataCheckError(f"{name} holds non-finite values (NaN or Inf): {path}")
         label = {
             "inst_map": np.rint(inst_map).astype(np.int32) if inst_map.dtype.kind == "f" else inst_map.astype(np.int32),
             "id": np.rint(np.asarray(mat["id"], dtype=np.float64)).astype(np.int64).reshape(-1),
@@ -101,8 +105,12 @@ def read_label(path: str | os.PathLike) -> dict[str, np.ndarray]:
             .reshape(-1, 4),
             "centroid": np.asarray(mat.get("centroid", np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2),
         }
+    except DataCheckError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure of a label file is reported with its path
         raise DataCheckError(f"unreadable Lizard label ({type(exc).__name__}: {exc}): {path}") from exc
+    if label["inst_map"].size and label["inst_map"].min() < 0:
+        raise DataCheckError(f"inst_map holds negative instance ids (min {label['inst_map'].min()}): {path}")
     if label["inst_map"].ndim != 2:
         raise DataCheckError(f"inst_map has shape {label['inst_map'].shape}, expected (H, W): {path}")
     if label["id"].shape != label["class"].shape:
@@ -177,7 +185,9 @@ def load_datalists(
 ) -> Datalists:
     """Training / validation / test data lists of Lizard: items ``{"image", "seg", "label", "id", "source",
     "fold", "inflammatory_fraction", "num_nuclei"}`` (see the module docstring). An empty ``test_folds`` gives
-    an empty ``"test"`` split on purpose."""
+    an empty ``"test"`` split on purpose. Every label is decoded while listing (:func:`read_label`: finite,
+    non-negative instance ids, classes 1..6); ``check``, ``deep``, ``on_error``: see
+    :func:`monai_gradprom.data.common.check_datalist`."""
     folds = {"train": set(train_folds), "val": set(val_folds or ()), "test": set(test_folds)}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         if folds[a] & folds[b]:
@@ -225,7 +235,8 @@ def load_datalists(
         train, val = random_split(train, (1.0 - val_fraction, val_fraction), seed, stratify_key="label")
     test = [item for item in items if item["fold"] in folds["test"]]
     result = finalize_datalists({"training": train, "validation": val, "test": test}, source=info_path,
-                                keys=("image", "seg", "label"), check=check, deep=deep, problems=problems,
+                                keys=("image", "seg", "label"), check=check, deep=deep, values={"label": (0, 1)},
+                                problems=problems,
                                 allow_empty=() if folds["test"] else ("test",))
     for name, split in result.items():
         positives = sum(item["label"] for item in split)

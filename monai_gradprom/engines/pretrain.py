@@ -1,10 +1,15 @@
-"""Pretraining VR on clean images (or loading it from a checkpoint) before it is cascaded behind IP."""
+"""Pretraining VR on clean images (or loading it from a checkpoint) before it is cascaded behind IP.
+
+A non-finite recognizer is never saved or reused: the pretrained file is a cache that every later run into the same
+folder loads without training, so one NaN run (bad pixels, a diverged optimizer) would otherwise poison all of
+them, long after the cause is fixed.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -16,15 +21,31 @@ from monai_gradprom.engines.trainer import mark_pretrained, prepare_enhancement_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.utils import atomic_save
 
-__all__ = ["pretrain_recognizer", "load_network_weights"]
+__all__ = ["NonFiniteWeightsError", "non_finite_tensors", "pretrain_recognizer", "load_network_weights"]
 
 logger = logging.getLogger(__name__)
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """A network's weights hold NaN or Inf: they are refused rather than saved or loaded."""
+
+
+def non_finite_tensors(state: Mapping[str, object]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding a NaN or Inf (buffers such as BatchNorm's
+    running statistics included: one NaN batch makes them NaN while every weight stays finite)."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
 def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str | None = None) -> nn.Module:
     """Load a state dict (or the entry ``key`` of a checkpoint dict) into ``network`` strictly.
 
-    A checkpoint of another architecture fails with an error naming the file and the mismatched keys.
+    A checkpoint of another architecture fails with an error naming the file and the mismatched keys; one
+    holding non-finite values raises :class:`NonFiniteWeightsError` naming the file and saying to delete it.
     """
     path = Path(path)
     if not path.is_file():
@@ -35,6 +56,12 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
     if key is not None and isinstance(state, dict) and key in state:
         state = state[key]
+    bad = non_finite_tensors(state) if isinstance(state, Mapping) else []
+    if bad:
+        raise NonFiniteWeightsError(
+            f"checkpoint {path} holds NaN / Inf in {len(bad)} of {len(state)} tensors ({_names(bad)}): it was "
+            f"saved by a diverged run and is refused; delete {path} to train it again"
+        )
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -59,8 +86,10 @@ def pretrain_recognizer(
     """Train ``network`` to recognise ``task_key`` on clean images (the batch's ``target``), with MONAI's
     SupervisedTrainer, and mark it pretrained.
 
-    With ``checkpoint``: an existing file is loaded instead of training; otherwise the trained weights are saved
-    there (atomically). ``epochs=0`` without a checkpoint leaves the network untrained (and unmarked).
+    With ``checkpoint``: an existing file is loaded instead of training (one holding NaN / Inf is refused, see
+    :func:`load_network_weights`); otherwise the trained weights are saved there (atomically). Weights that came
+    out of training non-finite raise :class:`NonFiniteWeightsError` and are not saved. ``epochs=0`` without a
+    checkpoint leaves the network untrained (and unmarked).
     """
     if checkpoint is not None and Path(checkpoint).is_file():
         logger.info("loading pretrained VR from %s", checkpoint)
@@ -97,6 +126,14 @@ def pretrain_recognizer(
     )
     trainer.run()
     network.eval()
+    bad = non_finite_tensors(network.state_dict())
+    if bad:  # every rank holds the same weights: all of them stop, none saves
+        where = f"; nothing was saved to {checkpoint}" if checkpoint is not None else ""
+        raise NonFiniteWeightsError(
+            f"pretraining the recognizer left NaN / Inf in {len(bad)} of {len(network.state_dict())} tensors "
+            f"({_names(bad)}){where}: check the data for non-finite pixels (the data check names such files) "
+            f"or lower pretrain_learning_rate"
+        )
     if checkpoint is not None and rank() == 0:
         atomic_save(network.state_dict(), checkpoint)
     return mark_pretrained(network)

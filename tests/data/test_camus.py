@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,52 @@ def test_a_nifti_frame_with_a_singleton_third_axis_loads_the_same(nifti, tmp_pat
     nib.save(nib.Nifti1Image(np.asarray(frame.dataobj)[..., None], frame.affine), variant)
     load = Compose(camus.loading_transforms(("image",), release="nifti"))
     assert torch.equal(load({"image": str(variant)})["image"].as_tensor(), load(item)["image"].as_tensor())
+
+
+def _load_each(transforms, item):
+    """Apply the loading transforms one by one (MONAI's Compose would wrap the error in a RuntimeError)."""
+    for transform in transforms:
+        item = transform(item)
+    return item
+
+
+def test_mask_values_outside_0_3_are_named_before_training_even_in_validation(original_copy):
+    gt = Path(camus.load_datalists(original_copy)["validation"][0]["seg"])
+    raw = gt.with_suffix(".raw")
+    data = bytearray(raw.read_bytes())
+    data[len(data) // 2] = 5
+    raw.write_bytes(bytes(data))
+    with pytest.raises(DataCheckError, match=rf"seg holds values 5 outside the classes 0..3: .*{gt.name}"):
+        camus.load_datalists(original_copy)
+    assert [s["path"] for s in camus.load_datalists(original_copy, on_error="skip").skipped] == [str(gt)]
+
+
+def test_a_sequence_where_a_frame_is_expected_is_named_in_the_check_and_when_loading(original_copy):
+    folder = original_copy / "training" / "patient0002"
+    image, gt = folder / "patient0002_4CH_ES.mhd", folder / "patient0002_4CH_ES_gt.mhd"
+    _write_mhd(image, np.zeros((3, 8, 6), np.uint8))  # both three frames: the sizes agree, the dimensions do not
+    _write_mhd(gt, np.zeros((3, 8, 6), np.uint8))
+    with pytest.raises(DataCheckError, match=r"image has size \(8, 6, 3\): expected a 2-D frame.*patient0002_4CH_ES"):
+        camus.load_datalists(original_copy)
+    with pytest.raises(DataCheckError, match=r"image file .*patient0002_4CH_ES.mhd: expected a 2D frame"):
+        _load_each(camus.loading_transforms(("image",)), {"image": str(image)})
+
+
+def test_nan_pixels_and_a_cut_gzip_stream_are_named(nifti_copy):
+    import nibabel as nib
+
+    item = camus.load_datalists(nifti_copy)["training"][0]
+    frame = nib.load(item["image"])
+    data = np.asarray(frame.dataobj).astype(np.float32)
+    data[3, 4] = np.nan
+    nib.save(nib.Nifti1Image(data, frame.affine), item["image"])
+    name = Path(item["image"]).name
+    with pytest.raises(DataCheckError, match=rf"image holds non-finite pixel values \(1 NaN, 0 Inf .*{name}"):
+        camus.load_datalists(nifti_copy)
+    gt = Path(item["seg"])
+    shutil.copyfile(gt, item["image"])
+    gt.write_bytes(gt.read_bytes()[:-20])  # header intact, the compressed pixels cut short
+    with pytest.raises(DataCheckError, match=rf"unreadable seg .*{gt.name}"):
+        camus.load_datalists(nifti_copy)
+    with pytest.raises(DataCheckError, match=rf"cannot load seg file .*{gt.name}"):
+        _load_each(camus.loading_transforms(), dict(item))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ from monai.transforms import Compose
 from PIL import Image
 
 from monai_gradprom.data import covid_ct
-from monai_gradprom.data.common import DataCheckError
+from monai_gradprom.data.common import DataCheckError, check_datalist
 from monai_gradprom.data.fixtures import write_fixture
 
 NUM = 10  # per class; the fixture's official split is 6 / 2 / 2 per class
@@ -137,3 +138,21 @@ def test_missing_root_and_image_folder_are_named(tmp_path, copy):
     shutil.rmtree(copy / "Images-processed" / "CT_NonCOVID")
     with pytest.raises(FileNotFoundError, match="CT_NonCOVID"):
         covid_ct.load_datalists(copy)
+
+
+def test_a_png_cut_off_after_its_header_is_named_by_the_check_and_the_loader(copy):
+    bad = copy / "Images-processed" / "CT_COVID" / "2020.02.10.20021584-p6-52%2 (1).png"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    with pytest.raises(DataCheckError, match=rf"unreadable image \(OSError.*\): .*{re.escape(bad.name)}"):
+        covid_ct.load_datalists(copy)
+    assert [s["path"] for s in covid_ct.load_datalists(copy, on_error="skip").skipped] == [str(bad)]
+    item = {"image": str(bad), "label": 1}
+    with pytest.raises(DataCheckError, match=rf"cannot load image file .*{re.escape(bad.name)}"):
+        for transform in covid_ct.loading_transforms():
+            item = transform(item)
+
+
+def test_a_label_outside_the_two_classes_is_named(lists):
+    item = dict(lists["training"][0], label=2)
+    with pytest.raises(DataCheckError, match=rf"label 2 is not one of the classes 0, 1: {re.escape(item['image'])}"):
+        check_datalist([item], keys=("image", "label"), values={"label": range(len(covid_ct.CLASSES))})

@@ -43,11 +43,19 @@ def test_segmentation_splits(root):
     assert isic2018.load_datalists(root, seed=1)["validation"] != lists["validation"]
 
 
-def test_test_split_is_empty_only_without_official_sets(copy):
-    for name in ("ISIC2018_Task1-2_Validation_Input", "ISIC2018_Task1_Validation_GroundTruth"):
+def test_without_official_sets_the_test_split_is_the_seeded_held_out_part(copy, caplog):
+    for name in ("ISIC2018_Task1-2_Validation_Input", "ISIC2018_Task1_Validation_GroundTruth",
+                 "ISIC2018_Task1-2_Test_Input", "ISIC2018_Task1_Test_GroundTruth"):
         shutil.rmtree(copy / name)
-    lists = isic2018.load_datalists(copy)
-    assert lists["test"] == [] and len(lists["training"]) == 13
+    with caplog.at_level("WARNING", logger="monai_gradprom.data.isic2018"):
+        lists = isic2018.load_datalists(copy, test_sets=("validation", "test"))
+    assert [len(lists[k]) for k in ("training", "validation", "test")] == [13, 3, 3]  # 80 / 20 of 16
+    assert lists["test"] == lists["validation"] and lists["test"] is not lists["validation"]
+    assert not {x["id"] for x in lists["test"]} & {x["id"] for x in lists["training"]}  # never trained on
+    assert lists["test"] == isic2018.load_datalists(copy, seed=0)["test"]  # seeded
+    assert lists["test"] != isic2018.load_datalists(copy, seed=1)["test"]
+    assert "'test' is the seeded 20% held-out part of the training set (seed 0, 3 images" in caplog.text
+    assert isic2018.load_datalists(copy, test_sets=())["test"] == []  # no test data asked for: none given
 
 
 def test_classification_labels_come_from_the_csv(root):

@@ -151,3 +151,28 @@ def test_missing_info_csv_is_named(copy):
     (copy / "Lizard_Labels" / "info.csv").unlink()
     with pytest.raises(FileNotFoundError, match="info.csv"):
         lizard.load_datalists(copy)
+
+
+def test_nan_or_negative_instance_ids_are_named(copy):
+    path = copy / "Lizard_Labels" / "Labels" / "consep_1.mat"
+    mat = loadmat(path)
+    inst_map = mat["inst_map"].astype(np.float64)
+    inst_map[0, 0] = np.nan  # would become INT_MIN, then silently background
+    savemat(path, {"inst_map": inst_map, "id": mat["id"], "class": mat["class"]})
+    with pytest.raises(DataCheckError, match="inst_map holds non-finite values.*consep_1.mat"):
+        lizard.load_datalists(copy)
+    inst_map[0, 0] = -2
+    savemat(path, {"inst_map": inst_map, "id": mat["id"], "class": mat["class"]})
+    with pytest.raises(DataCheckError, match=r"negative instance ids \(min -2\).*consep_1.mat"):
+        lizard.load_datalists(copy)
+
+
+def test_an_image_cut_off_after_its_header_is_named_by_the_check_and_the_loader(copy, lists):
+    image = copy / "Lizard_Images1" / "crag_1.png"
+    image.write_bytes(image.read_bytes()[:-500])
+    with pytest.raises(DataCheckError, match=r"unreadable image \(OSError.*\): .*crag_1.png"):
+        lizard.load_datalists(copy)
+    item = {"image": str(image), "seg": str(copy / "Lizard_Labels" / "Labels" / "crag_1.mat")}
+    with pytest.raises(DataCheckError, match="cannot load image file .*crag_1.png"):
+        for transform in lizard.loading_transforms():
+            item = transform(item)
