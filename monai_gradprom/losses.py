@@ -53,12 +53,22 @@ class SegmentationDiceCELoss(DiceCELoss):
 
 
 class SoftmaxL2Loss(nn.Module):
-    """Unsupervised RA loss: squared L2 distance between softmax outputs, summed over classes and averaged over
-    samples (and pixels for a segmenter). The RA paper pairs it with lam = 10."""
+    """Unsupervised RA loss: squared difference between the softmax outputs, averaged over classes *and*
+    samples (and pixels for a segmenter), i.e. ``nn.MSELoss()`` on the two softmaxes.
+
+    This is the normalisation of the RA paper's code (Transferable_RA ``train.py``, ``ra_unsupervised``:
+    ``criterion_sr(Softmax(output), Softmax(teacher))`` with ``criterion_sr = nn.MSELoss()``), which its lam = 10
+    was tuned for. Summing over the K classes instead would make the loss K times larger (1000 x on ImageNet),
+    so the paper's lam would not transfer.
+    """
 
     def forward(self, prediction: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if prediction.shape != teacher_logits.shape:
+            raise ValueError(
+                f"prediction {tuple(prediction.shape)} and teacher logits {tuple(teacher_logits.shape)} differ in shape"
+            )
         diff = prediction.float().softmax(dim=1) - teacher_logits.float().softmax(dim=1)
-        return diff.pow(2).sum(dim=1).mean()
+        return diff.pow(2).mean()
 
 
 class SoftmaxKLLoss(nn.Module):
@@ -75,7 +85,7 @@ UNSUPERVISED_LOSSES = {"l2": SoftmaxL2Loss, "kl": SoftmaxKLLoss}
 
 def default_vr_loss(task_key: str, supervision: str = "supervised", unsupervised: str = "l2") -> nn.Module:
     """The default L_VR for a task key: ``"label"`` -> cross-entropy, ``"seg"`` -> Dice + CE; unsupervised ->
-    softmax L2 (or KL) against the teacher whatever the task."""
+    softmax L2 (mean over classes, as the RA code) or KL against the teacher whatever the task."""
     if supervision == "unsupervised":
         if unsupervised not in UNSUPERVISED_LOSSES:
             raise ValueError(f"unknown unsupervised loss {unsupervised!r}; choose one of {sorted(UNSUPERVISED_LOSSES)}")

@@ -9,8 +9,11 @@ boundaries of *different* recognizers at nearly the same distance, much more so 
   ``grid_steps`` points in ``(0, max_distance]`` and refined by bisection. A boundary narrower than the grid
   spacing can be missed (as with any line search); no crossing within ``max_distance`` is reported as
   ``max_distance`` with ``found = False`` (never inf / NaN).
-- ``IBD(R_s, R_t, x, d) = |BD(R_s, x, d) - BD(R_t, x, d)|``, averaged over the images that both recognizers
-  misclassify at ``x`` (where a crossing is what RA processing needs) and where both boundaries were found.
+- ``IBD(R_s, R_t, x, d) = |BD(R_s, x, d) - BD(R_t, x, d)|``, averaged, as in the paper, over the images on
+  which both recognizers make the *same wrong* prediction at ``x`` (``R_s(x) = R_t(x) != label``: a crossing
+  is what RA processing needs, and only from a shared class do the two BDs measure boundaries of the same
+  region; with more than 2 classes this is stricter than "both wrong") and where both boundaries were found.
+  The mean BDs reported next to an IBD are over the same images.
 - the decision map: the class each recognizer predicts on the plane spanned by the RA direction (horizontal) and
   a random direction orthogonal to it (vertical), centred on ``x``.
 
@@ -132,22 +135,27 @@ def inter_boundary_distance(
     source_bd: BoundaryDistance | None = None,
     **kwargs,
 ) -> dict:
-    """``IBD = mean |BD_source - BD_target|`` along ``direction``, over the images both recognizers misclassify
-    at ``x`` (all images without ``labels``) and whose boundaries both were found within ``max_distance``.
+    """``IBD = mean |BD_source - BD_target|`` along ``direction``, over the images selected as in the RA paper,
+    ``R_s(x) = R_t(x) != label`` (without ``labels``: ``R_s(x) = R_t(x)``), whose boundaries both were found
+    within ``max_distance``.
 
-    Returns ``ibd`` (NaN when no image qualifies), the counts ``n_images`` (averaged over),
-    ``n_misclassified_both``, ``n_not_found`` (misclassified by both but a boundary not found), the mean BDs over
-    the same images and the per-image tensors. ``kwargs`` go to :func:`boundary_distance`; ``source_bd`` reuses
-    a computed source result.
+    Returns ``ibd`` (NaN when no image qualifies), ``bd_source`` / ``bd_target`` (mean BDs over the same images),
+    the counts ``n_images`` (averaged over), ``n_selected`` (the paper's selection, before the found filter),
+    ``n_misclassified_both`` (both wrong, possibly with different classes; None without labels),
+    ``n_not_found`` (selected but a boundary not found), the per-image tensors and the ``valid`` mask.
+    ``kwargs`` go to :func:`boundary_distance`; ``source_bd`` reuses a computed source result.
     """
     bd_s = source_bd if source_bd is not None else boundary_distance(source, x, direction, **kwargs)
     bd_t = boundary_distance(target, x, direction, **kwargs)
+    selected = bd_s.base_class == bd_t.base_class
+    both_wrong = None
     if labels is not None:
         labels = labels.reshape(-1).cpu().long()
-        wrong = (bd_s.base_class != labels) & (bd_t.base_class != labels)
-    else:
-        wrong = torch.ones(len(x), dtype=torch.bool)
-    valid = wrong & bd_s.found & bd_t.found
+        if labels.shape != bd_s.base_class.shape:
+            raise ValueError(f"labels {tuple(labels.shape)} do not match the {len(bd_s.base_class)} images")
+        both_wrong = (bd_s.base_class != labels) & (bd_t.base_class != labels)
+        selected = selected & both_wrong
+    valid = selected & bd_s.found & bd_t.found
     gap = (bd_s.distance - bd_t.distance).abs()
     nan = float("nan")
     return {
@@ -155,8 +163,9 @@ def inter_boundary_distance(
         "bd_source": float(bd_s.distance[valid].mean()) if valid.any() else nan,
         "bd_target": float(bd_t.distance[valid].mean()) if valid.any() else nan,
         "n_images": int(valid.sum()),
-        "n_misclassified_both": int(wrong.sum()),
-        "n_not_found": int((wrong & ~(bd_s.found & bd_t.found)).sum()),
+        "n_selected": int(selected.sum()),
+        "n_misclassified_both": None if both_wrong is None else int(both_wrong.sum()),
+        "n_not_found": int((selected & ~(bd_s.found & bd_t.found)).sum()),
         "source": bd_s,
         "target": bd_t,
         "valid": valid,
@@ -243,7 +252,11 @@ def boundary_analysis(
     show_progress: bool = True,
 ) -> dict:
     """BD of the source and every target recognizer along the RA and a random direction from the plain output,
-    and the IBD between source and each target: ``{"ra": {...}, "random": {...}}`` of JSON-ready numbers."""
+    and the IBD between source and each target: ``{"ra": {...}, "random": {...}}`` of JSON-ready numbers.
+
+    Per target, ``ibd``, ``bd_source``, ``bd_target`` and ``bd_mean`` (= ``bd_target``) are means over the same
+    images: IBD's selection (:func:`inter_boundary_distance`), as in the paper's Table 6. The source entry's
+    ``bd_mean`` is over every image whose source boundary was found (it belongs to no single target)."""
     generator = torch.Generator().manual_seed(seed)
     directions = {"ra": ra_directions(ra_output, plain_output), "random": random_directions(plain_output, generator)}
     kwargs = dict(max_distance=max_distance, grid_steps=grid_steps, bisection_steps=bisection_steps, batch_size=batch_size)
@@ -266,9 +279,10 @@ def boundary_analysis(
                 "bd_source": res["bd_source"],
                 "bd_target": res["bd_target"],
                 "n_images": res["n_images"],
+                "n_selected": res["n_selected"],
                 "n_misclassified_both": res["n_misclassified_both"],
                 "n_not_found": res["n_not_found"],
-                "bd_mean": float(tgt.distance[tgt.found].mean()) if tgt.found.any() else float("nan"),
+                "bd_mean": res["bd_target"],  # over IBD's images, like ibd and bd_source
                 "found": int(tgt.found.sum()),
             }
         out[kind] = entry

@@ -110,6 +110,12 @@ class Strategy:
         self.lam = float(lam)
         self.gate = gate
 
+    @property
+    def stateful(self) -> bool:
+        """Whether the strategy carries state from step to step that a checkpoint must hold (then it has
+        ``state_dict`` / ``load_state_dict`` and the trainer saves it under ``"strategy"``)."""
+        return callable(getattr(self, "state_dict", None))
+
     # -- forward wiring -------------------------------------------------------------------------------------
     def vr_input(self, enhanced: torch.Tensor, transformer: torch.nn.Module | None = None) -> torch.Tensor:
         """What VR sees: by default IP's output as it is, so the recognition loss reaches IP."""

@@ -21,14 +21,32 @@ class PlainStrategy(Strategy):
 
 
 class JointStrategy(Strategy):
-    """IP and VR both learn L_IP + lam L_VR in one backward pass (GradProm paper's "joint training")."""
+    """GradProm paper's "joint training" (its Eq. 6): IP learns L_IP + lam L_VR, VR learns its own L_VR.
+
+    One backward of L_IP + lam L_VR over IP's and VR's parameters gives VR ``lam * grad L_VR`` (L_IP does not
+    depend on VR), so VR's gradients are divided by lam afterwards: exact, and no second pass. With lam = 0 the
+    objective carries no VR gradient; VR's own is then taken from L_VR over VR's parameters alone (that backward
+    stops at VR's input, it never runs through IP).
+    """
 
     name = "joint"
     trains_vr = True
 
     def compute(self, ctx: StepContext) -> GradientTerms:
-        objective = ctx.loss_ip + self.lam * self._total_vr_loss(ctx)
-        return self._joint_backward(ctx, objective, list(ctx.vr_losses))
+        vr_loss = self._total_vr_loss(ctx)
+        tasks = list(ctx.vr_losses)
+        if self.lam > 0:
+            terms = self._joint_backward(ctx, ctx.loss_ip + self.lam * vr_loss, tasks)
+            for grads in terms.vr.values():
+                torch._foreach_div_(grads, self.lam)
+            return terms
+        terms = GradientTerms(ip=grads_of(ctx.scale(ctx.loss_ip), ctx.ip_params, retain_graph=True))
+        groups = [ctx.vr_params.get(task, []) for task in tasks]
+        flat = [p for group in groups for p in group]
+        if flat:
+            grads = self._split(grads_of(ctx.scale(vr_loss), flat), [len(g) for g in groups])
+            terms.vr = {task: g for task, g in zip(tasks, grads) if g}
+        return terms
 
 
 class FrozenStrategy(Strategy):

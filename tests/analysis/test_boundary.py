@@ -103,8 +103,10 @@ def test_ibd_between_two_planes_matches_the_analytic_gap():
     x = torch.rand(32, 1, 4, 4, generator=g)
     d = torch.randn(32, 1, 4, 4, generator=g)
     res = inter_boundary_distance(source, target, x, d, max_distance=50.0, grid_steps=50, bisection_steps=30)
-    both = (analytic_bd(source, x, d) <= 50) & (analytic_bd(target, x, d) <= 50)
-    assert torch.equal(res["valid"], both)
+    same = source(x).argmax(1) == target(x).argmax(1)  # without labels: the images both classify alike
+    both = (analytic_bd(source, x, d) <= 50) & (analytic_bd(target, x, d) <= 50) & same
+    assert (~same).any() and both.sum() >= 5  # the draw covers both cases
+    assert torch.equal(res["valid"], both) and res["n_selected"] == int(same.sum())
     gap = (analytic_bd(source, x, d) - analytic_bd(target, x, d)).abs()[both].mean()
     assert res["ibd"] == pytest.approx(float(gap), abs=1e-3)
     # only the images both misclassify count
@@ -155,7 +157,66 @@ def test_boundary_analysis_summary():
                             bisection_steps=4, show_progress=False)
     for kind in ("ra", "random"):
         entry = out[kind]["targets"]["same"]
-        assert entry["n_misclassified_both"] == 8  # no labels: every image counts
+        assert entry["n_selected"] == 8 and entry["n_misclassified_both"] is None  # no labels: all agree
         assert entry["n_images"] == entry["found"] == out[kind]["source"]["found"]
         assert entry["ibd"] == 0.0 if entry["n_images"] else math.isnan(entry["ibd"])
     assert out["settings"]["max_distance"] == 10.0
+
+
+def test_bd_reports_a_point_where_the_class_has_changed_even_without_bisection():
+    """1-pixel images, class 1 where x > 3. From x = 0 and x = -4 along +1 the boundary is at t = 3 and t = 7;
+    the grid over (0, 10] in 4 steps is 2.5, 5, 7.5, 10. Without bisection BD is the first grid point past the
+    boundary (5.0, 7.5), never the last one before it (2.5, 5.0, where the class is still the base class);
+    one bisection step halves the bracket and keeps its changed end: (2.5, 5] -> 3.75, (5, 7.5] -> 7.5."""
+    model = Linear2(torch.tensor([1.0]), -3.0)
+    x = torch.tensor([0.0, -4.0]).view(2, 1, 1, 1)
+    d = torch.ones_like(x)
+    for steps, expected in ((0, [5.0, 7.5]), (1, [3.75, 7.5])):
+        result = boundary_distance(model, x, d, max_distance=10.0, grid_steps=4, bisection_steps=steps)
+        assert result.found.all()
+        assert result.distance.tolist() == expected
+        at_distance = model(x + result.distance.view(-1, 1, 1, 1) * d).argmax(1)
+        assert torch.all(at_distance != result.base_class)
+
+
+class Threshold3(nn.Module):
+    """Three classes on images ``(N, 1, 1, 3)``: logit 0 is ``x0 - threshold``; the other logits are fixed
+    (source: ``[., 0, -1]``, class 1 below the threshold) or follow x2 (target: ``[., x2, -x2]``, class 1
+    where x2 > 0, else 2). Along d = (1, 0, 0) the boundary to class 0 is at ``t = max(logits 1, 2) - logit 0``."""
+
+    def __init__(self, threshold: float, follow_x2: bool):
+        super().__init__()
+        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
+        self.follow_x2 = follow_x2
+
+    def forward(self, x):
+        x = x.reshape(len(x), 3)
+        score = x[:, 0] - self.threshold
+        if self.follow_x2:
+            return torch.stack([score, x[:, 2], -x[:, 2]], 1)
+        return torch.stack([score, torch.zeros_like(score), torch.full_like(score, -1.0)], 1)
+
+
+def test_ibd_selects_the_same_wrong_prediction_not_just_both_wrong():
+    source, target = Threshold3(1.0, follow_x2=False), Threshold3(2.0, follow_x2=True)
+    # image: (source class, BD_s) / (target class, BD_t), label 0 everywhere
+    x = torch.tensor([
+        [0.0, 0.0, 0.5],    # 1, 1.0 / 1, 2.5   same wrong class: selected, gap 1.5
+        [0.5, 0.0, 0.25],   # 1, 0.5 / 1, 1.75  same wrong class: selected, gap 1.25
+        [0.8, 0.0, -0.1],   # 1, 0.2 / 2, 1.3   both wrong but different: "both wrong" would take gap 1.1
+        [1.5, 0.0, 0.5],    # 0 = label: correct, excluded
+    ]).reshape(4, 1, 1, 3)
+    labels = torch.zeros(4, dtype=torch.long)
+    d = torch.tensor([1.0, 0.0, 0.0]).expand(4, 3).reshape(4, 1, 1, 3)
+    kwargs = dict(max_distance=4.0, grid_steps=40, bisection_steps=24)
+    res = inter_boundary_distance(source, target, x, d, labels=labels, **kwargs)
+    assert res["n_misclassified_both"] == 3 and res["n_selected"] == 2 and res["n_images"] == 2
+    assert res["valid"].tolist() == [True, True, False, False]
+    assert res["ibd"] == pytest.approx((1.5 + 1.25) / 2, abs=1e-4)  # "both wrong" would give 1.2833
+    assert res["bd_source"] == pytest.approx((1.0 + 0.5) / 2, abs=1e-4)
+    assert res["bd_target"] == pytest.approx((2.5 + 1.75) / 2, abs=1e-4)
+    # the summary's bd_mean is over the same images as its IBD (over every found image it would be 1.6375)
+    out = boundary_analysis(source, {"target": target}, x, x + d, labels=labels, show_progress=False, **kwargs)
+    entry = out["ra"]["targets"]["target"]
+    assert entry["ibd"] == pytest.approx(1.375, abs=1e-4) and entry["bd_mean"] == pytest.approx(2.125, abs=1e-4)
+    assert entry["n_images"] == 2 and entry["n_selected"] == 2 and entry["n_misclassified_both"] == 3

@@ -9,7 +9,7 @@ import torch
 
 from monai_gradprom.engines import GradPromTrainer
 from monai_gradprom.gradients import cosine
-from tests.conftest import TinyClassifier, TinyIP, TinySegmenter, make_batches
+from tests.conftest import NoBNClassifier, TinyClassifier, TinyIP, TinySegmenter, make_batches
 
 LR = 0.1
 LAM = 0.5
@@ -245,3 +245,132 @@ def test_multitask_gates_each_recognition_gradient_separately():
     _assert_same(_params(ip_t), expected, atol=1e-6)
     out = trainer.state.output
     assert float(out["gate_label"]) == w_cls and float(out["gate_seg"]) == w_seg
+
+
+@pytest.mark.parametrize("lam", [LAM, 0.0])
+def test_joint_trains_vr_on_its_own_unscaled_loss_and_ip_on_the_joint_objective(lam):
+    """GradProm paper Eq. 6: VR gets grad L_VR (not lam x grad L_VR), also when lam = 0."""
+    torch.manual_seed(2)
+    ip, vr = TinyIP(), NoBNClassifier()
+    batch = make_batches(1, seed=4)[0]
+    ip_c, vr_c = copy.deepcopy(ip), copy.deepcopy(vr).train()
+    enhanced = ip_c(batch["image"])
+    loss_ip = torch.nn.functional.mse_loss(enhanced, batch["target"])
+    loss_vr = torch.nn.functional.cross_entropy(vr_c(enhanced), batch["label"])
+    g_vr_own = torch.autograd.grad(loss_vr, list(vr_c.parameters()), retain_graph=True)
+    g_ip = torch.autograd.grad(loss_ip + lam * loss_vr, list(ip_c.parameters()))
+    trained_ip, trained_vr, _, _ = _one_step("joint", ip, vr, batch, lam=lam)
+    _assert_same(_params(trained_vr), [p - LR * g for p, g in zip(_params(vr), g_vr_own)], atol=1e-6)
+    _assert_same(_params(trained_ip), [p - LR * g for p, g in zip(_params(ip), g_ip)], atol=1e-6)
+    assert _differs(_params(trained_vr), _params(vr))
+
+
+# -- smoothed gate (cos_ema) -----------------------------------------------------------------------------------
+# b = 0.5 and minibatch cosines 0.8, -0.2, -0.4, 0.1, by hand (ema_0 = 0, corrected = ema_t / (1 - b^t)):
+#   t=1: ema = 0.4                      corrected 0.4 / 0.5       =  0.8
+#   t=2: ema = 0.2 - 0.1 = 0.1          corrected 0.1 / 0.75      =  0.13333  (raw -0.2 would shut the gate)
+#   t=3: ema = 0.05 - 0.2 = -0.15       corrected -0.15 / 0.875   = -0.171429
+#   t=4: ema = -0.075 + 0.05 = -0.025   corrected -0.025 / 0.9375 = -0.026667 (raw 0.1 would open it)
+EMA_COSINES = [0.8, -0.2, -0.4, 0.1]
+EMA_SMOOTHED = [0.8, 0.1 / 0.75, -0.15 / 0.875, -0.025 / 0.9375]
+
+
+def _unit_terms(cos: float):
+    """G_IP = (1, 0), G_VR = 2 (cos, sin): their cosine is ``cos``."""
+    from monai_gradprom.strategies import GradientTerms
+
+    sin = (1 - cos * cos) ** 0.5
+    return GradientTerms(ip=[torch.tensor([1.0, 0.0])], ip_aux={"label": [2 * torch.tensor([cos, sin])]})
+
+
+def _apply(strategy, cos: float):
+    from monai_gradprom.strategies import StepContext
+
+    param = torch.nn.Parameter(torch.zeros(2))
+    ctx = StepContext(ip_params=[param], loss_ip=torch.zeros(()), lam=strategy.lam)
+    stats = strategy.apply(_unit_terms(cos), ctx)
+    return param.grad, stats
+
+
+@pytest.mark.parametrize("gate", ["hard", "soft"])
+def test_smoothed_gate_follows_the_hand_computed_average(gate):
+    from monai_gradprom.strategies import build_strategy
+
+    strategy = build_strategy("gradprom", lam=0.5, gate=gate, options={"cos_ema": 0.5})
+    for cos, smoothed in zip(EMA_COSINES, EMA_SMOOTHED):
+        weight = float(smoothed >= 0) if gate == "hard" else max(0.0, smoothed)
+        grad, stats = _apply(strategy, cos)
+        sin = (1 - cos * cos) ** 0.5
+        torch.testing.assert_close(grad, torch.tensor([1 + 0.5 * weight * 2 * cos, 0.5 * weight * 2 * sin]))
+        assert float(stats["cos"]) == pytest.approx(cos, abs=1e-6)  # the logged cos stays the raw one
+        assert float(stats["cos_smoothed"]) == pytest.approx(smoothed, abs=1e-6)
+        assert float(stats["gate"]) == pytest.approx(weight, abs=1e-6)
+
+
+def test_smoothed_gate_resumes_exactly_from_its_state_dict():
+    from monai_gradprom.strategies import GradPromStrategy
+
+    whole = GradPromStrategy(lam=0.5, cos_ema=0.5)
+    first = GradPromStrategy(lam=0.5, cos_ema=0.5)
+    for cos in EMA_COSINES[:2]:
+        _apply(whole, cos)
+        _apply(first, cos)
+    saved = copy.deepcopy(first.state_dict())
+    resumed = GradPromStrategy(lam=0.5, cos_ema=0.5)
+    resumed.load_state_dict(saved)
+    fresh = GradPromStrategy(lam=0.5, cos_ema=0.5)
+    for cos in EMA_COSINES[2:]:
+        _, expected = _apply(whole, cos)
+        _, got = _apply(resumed, cos)
+        _, restarted = _apply(fresh, cos)
+        assert float(got["cos_smoothed"]) == float(expected["cos_smoothed"])
+    assert float(restarted["cos_smoothed"]) != pytest.approx(float(expected["cos_smoothed"]))
+    with pytest.raises(ValueError, match="cos_ema"):
+        GradPromStrategy(cos_ema=0.9).load_state_dict(saved)
+
+
+def test_cos_ema_option_reaches_the_trainer_and_its_checkpoint():
+    ip, vr = TinyIP(), TinyClassifier()
+    trainer = GradPromTrainer("cpu", 1, make_batches(2), ip, torch.optim.SGD(ip.parameters(), LR), vr,
+                              torch.optim.SGD(vr.parameters(), LR), strategy="gradprom",
+                              strategy_options={"cos_ema": 0.9})
+    trainer.run()
+    out = trainer.state.output
+    assert "cos_smoothed" in out and float(out["gate"]) == float(out["cos_smoothed"] >= 0)
+    assert trainer.checkpoint_dict()["strategy"] is trainer.strategy
+    assert float(trainer.strategy.state_dict()["ema_norm"]) == pytest.approx(1 - 0.9**2)  # two steps
+    for bad in (1.0, -0.1, True):
+        with pytest.raises(ValueError, match="cos_ema"):
+            GradPromTrainer("cpu", 1, make_batches(1), ip, torch.optim.SGD(ip.parameters(), LR), vr,
+                            torch.optim.SGD(vr.parameters(), LR), strategy="gradprom",
+                            strategy_options={"cos_ema": bad})
+
+
+def test_smoothed_gate_decides_each_task_on_its_own_average():
+    from monai_gradprom.strategies import GradientTerms, GradPromStrategy, StepContext
+
+    strategy = GradPromStrategy(lam=1.0, cos_ema=0.5)
+    for cos_a, cos_b in ((0.8, -0.8), (-0.2, 0.2)):  # task a's average stays >= 0, task b's stays < 0
+        param = torch.nn.Parameter(torch.zeros(2))
+        terms = GradientTerms(ip=[torch.tensor([1.0, 0.0])],
+                              ip_aux={t: [torch.tensor([c, (1 - c * c) ** 0.5])]
+                                      for t, c in (("a", cos_a), ("b", cos_b))})
+        stats = strategy.apply(terms, StepContext(ip_params=[param], loss_ip=torch.zeros(()), lam=1.0))
+        assert float(stats["gate_a"]) == 1.0 and float(stats["gate_b"]) == 0.0
+    assert float(stats["cos_smoothed_a"]) == pytest.approx((0.5 * 0.4 - 0.5 * 0.2) / 0.75)
+    assert float(stats["cos_a"]) == pytest.approx(-0.2)
+
+
+def test_a_non_finite_cosine_leaves_the_average_as_it_was():
+    """An AMP overflow step (skipped by the scaler) must not poison the average: the sequence with a NaN
+    inserted gives the same smoothed values as the sequence without it."""
+    from monai_gradprom.strategies import GradPromStrategy
+
+    clean, with_nan = GradPromStrategy(lam=0.5, cos_ema=0.5), GradPromStrategy(lam=0.5, cos_ema=0.5)
+    first = with_nan.smooth(torch.tensor([float("nan")]))
+    assert torch.isnan(first).all()  # nothing to average yet: the raw value passes (the hard gate shuts)
+    for i, (cos, smoothed) in enumerate(zip(EMA_COSINES, EMA_SMOOTHED)):
+        assert float(clean.smooth(torch.tensor([cos]))) == pytest.approx(smoothed, abs=1e-6)
+        assert float(with_nan.smooth(torch.tensor([cos]))) == pytest.approx(smoothed, abs=1e-6)
+        if i == 1:
+            assert float(with_nan.smooth(torch.tensor([float("inf")]))) == pytest.approx(smoothed, abs=1e-6)
