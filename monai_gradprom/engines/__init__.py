@@ -1,9 +1,17 @@
 """Ignite engines: the GradPromTrainer, the enhancement evaluator, VR pretraining and handlers."""
 
 from monai_gradprom.distributed import broadcast_parameters
-from monai_gradprom.engines.evaluator import EnhancementEvaluator, enhancement_metrics, match_size
+from monai_gradprom.engines.evaluator import (
+    EnhancementEvaluator,
+    TopOneAccuracy,
+    enhancement_metrics,
+    match_size,
+    output_psnr,
+)
 from monai_gradprom.engines.handlers import (
     AtomicCheckpointSaver,
+    ClipGradNorm,
+    EnhancementImageHandler,
     MetricsJSONWriter,
     NanMean,
     NonFiniteLossError,
@@ -18,6 +26,10 @@ from monai_gradprom.engines.trainer import GradPromTrainer, is_pretrained, mark_
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "ClipGradNorm",
+    "EnhancementImageHandler",
+    "TopOneAccuracy",
+    "output_psnr",
     "attach_checkpointing",
     "latest_checkpoint",
     "resume_from_checkpoint",

@@ -1,11 +1,13 @@
-"""Ignite handlers MONAI does not provide: writing metrics.json, reading scalar outputs, non-finite losses."""
+"""Ignite handlers MONAI does not provide: writing metrics.json (and a per-image CSV), reading scalar outputs,
+non-finite losses, gradient clipping at BACKWARD_COMPLETED, named TensorBoard images of the evaluator's output."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +17,16 @@ from ignite.handlers import ProgressBar
 from ignite.handlers.checkpoint import BaseSaveHandler
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
-from monai.handlers import CheckpointSaver
+from monai.engines.utils import IterationEvents
+from monai.handlers import CheckpointSaver, TensorBoardImageHandler
+from monai.visualize import plot_2d_or_3d_image
 
 from monai_gradprom.utils import atomic_save, atomic_write
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "ClipGradNorm",
+    "EnhancementImageHandler",
     "attach_checkpointing",
     "scalar_outputs",
     "MetricsJSONWriter",
@@ -50,21 +56,97 @@ def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate", "
     return transform
 
 
+def _filenames(batch: Any, key: str) -> list[str] | None:
+    """The source file of each sample of a batch (MetaTensor metadata or a ``{key}_meta_dict``), None if unknown."""
+    if isinstance(batch, (list, tuple)):  # decollated
+        names = [_filenames(item, key) for item in batch]
+        return None if any(n is None for n in names) else [n[0] for n in names]  # type: ignore[index]
+    if not isinstance(batch, Mapping):
+        return None
+    meta = getattr(batch.get(key), "meta", None) or batch.get(f"{key}_meta_dict")
+    names = meta.get("filename_or_obj") if isinstance(meta, Mapping) else None
+    if names is None:
+        return None
+    return [str(n) for n in names] if isinstance(names, (list, tuple)) else [str(names)]
+
+
+def _per_image(details: Any) -> torch.Tensor | None:
+    """One value per image from MONAI's metric details (``(N,)`` or ``(N, C)``: NaN-aware mean over C)."""
+    values = torch.as_tensor(details).detach().double().cpu()
+    if values.ndim == 0:
+        return None
+    return values if values.ndim == 1 else values.reshape(len(values), -1).nanmean(1)
+
+
 class MetricsJSONWriter:
     """Write the engine's metrics (``engine.state.metrics``, means over the evaluation set) to a JSON file when
-    the run completes, atomically, together with optional extra fields (e.g. the strategy and settings)."""
+    the run completes, atomically, together with optional extra fields (e.g. the strategy and settings).
 
-    def __init__(self, output_dir: str | os.PathLike, filename: str = "metrics.json", extra: dict | None = None):
+    Next to it (``per_image=True``), ``per_image_filename`` (default: the JSON file's stem + ``_per_image.csv``,
+    i.e. ``metrics_per_image.csv``) gets one row per image: its index in evaluation order, its source file when
+    the batches carry MONAI metadata, and every metric that keeps per-image details (MONAI's ``save_details``;
+    the evaluator's metrics all do), averaged over classes for Dice / mIoU. Their column means are the values in
+    the JSON file.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        filename: str = "metrics.json",
+        extra: dict | None = None,
+        per_image: bool = True,
+        per_image_filename: str | None = None,
+        image_key: str = "image",
+    ):
         self.path = Path(output_dir) / filename
         self.extra = dict(extra or {})
+        csv_name = per_image_filename or f"{self.path.stem}_per_image.csv"
+        self.per_image_path = Path(output_dir) / csv_name if per_image else None
+        self.image_key = image_key
+        self._names: list[str] | None = []
 
     def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_names)
         engine.add_event_handler(Events.COMPLETED, self)
+
+    def _reset(self, engine: Engine) -> None:
+        self._names = []
+
+    def _collect_names(self, engine: Engine) -> None:
+        if self._names is not None:
+            names = _filenames(engine.state.batch, self.image_key)
+            self._names = None if names is None else self._names + names
 
     def __call__(self, engine: Engine) -> None:
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))}
         payload = {**metrics, **self.extra}
         atomic_write(self.path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, sort_keys=True)))
+        if self.per_image_path is not None:
+            self.write_per_image(engine)
+
+    def write_per_image(self, engine: Engine) -> None:
+        columns = {}
+        for name, details in sorted(getattr(engine.state, "metric_details", {}).items()):
+            values = _per_image(details)
+            if values is not None:
+                columns[name] = values
+        if not columns:
+            return
+        n = max(len(v) for v in columns.values())
+        columns = {k: v for k, v in columns.items() if len(v) == n}
+        names = self._names if self._names and len(self._names) == n else None  # DDP: other ranks' names unknown
+        header = ["index"] + (["filename"] if names else []) + list(columns)
+        rows = []
+        for i in range(n):
+            row = [str(i)] + ([names[i]] if names else []) + [repr(float(v[i])) for v in columns.values()]
+            rows.append(row)
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([header, *rows])
+
+        atomic_write(self.per_image_path, write)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -147,6 +229,110 @@ class NanMean(Metric):
     def compute(self) -> float:
         count = float(self._count)
         return float(self._sum) / count if count > 0 else float("nan")
+
+
+DEFAULT_IMAGE_KEYS = {"image": "input", "pred": "output", "target": "target", "pred_seg": "vr_pred", "seg": "vr_target"}
+
+
+class EnhancementImageHandler(TensorBoardImageHandler):
+    """MONAI's TensorBoardImageHandler for the enhancement evaluator: one sample of the last batch (``index``),
+    each image under a name that says what it is (``{tag_prefix}{name}_HW...``), at every validation.
+
+    MONAI's handler plots two batch entries and one output under fixed tags (``input_0``, ``input_1``,
+    ``output``); here ``keys`` maps output-dict keys to names: by default the degraded input, IP's output, the
+    clean target and, for segmentation, VR's predicted mask (``pred_seg``, class logits: argmax) and the true
+    mask (shown only with the prediction). Keys absent from the output (``pred_seg`` for a classifier) are
+    skipped. Epoch-level by default:
+    the evaluator's epoch is the trainer's, so the images line up with the validation scalars. The other
+    arguments are MONAI's (``max_channels=3`` shows RGB as colour, a grey image as one panel).
+    """
+
+    def __init__(
+        self,
+        summary_writer: Any = None,
+        log_dir: str = "./runs",
+        interval: int = 1,
+        epoch_level: bool = True,
+        keys: Mapping[str, str] | None = None,
+        logits_keys: Sequence[str] = ("pred_seg",),
+        tag_prefix: str = "val_",
+        index: int = 0,
+        max_channels: int = 3,
+        frame_dim: int = -3,
+        max_frames: int = 24,
+        global_iter_transform: Callable = lambda x: x,
+    ) -> None:
+        super().__init__(
+            summary_writer=summary_writer, log_dir=log_dir, interval=interval, epoch_level=epoch_level,
+            global_iter_transform=global_iter_transform, index=index, max_channels=max_channels,
+            frame_dim=frame_dim, max_frames=max_frames,
+        )
+        self.keys = dict(DEFAULT_IMAGE_KEYS if keys is None else keys)
+        self.logits_keys = set(logits_keys)
+        self.tag_prefix = tag_prefix
+
+    def _sample(self, output: Any) -> dict[str, Any]:
+        if isinstance(output, (list, tuple)):  # decollated
+            return dict(output[min(self.index, len(output) - 1)]) if output else {}
+        if not isinstance(output, Mapping):
+            return {}
+        sample = {}
+        for key in self.keys:
+            value = output.get(key)
+            if isinstance(value, torch.Tensor) and value.ndim > 0:
+                sample[key] = value[min(self.index, len(value) - 1)]
+        return sample
+
+    def __call__(self, engine: Engine) -> None:
+        step = self.global_iter_transform(engine.state.epoch if self.epoch_level else engine.state.iteration)
+        sample = self._sample(engine.state.output)
+        # a recognition target (``seg``) is shown only next to VR's prediction of it (``pred_seg``): a classifier
+        # bundle's batches may carry masks VR never sees
+        unjudged = {key[len("pred_"):] for key in self.logits_keys if key.startswith("pred_") and key not in sample}
+        for key, name in self.keys.items():
+            if key in unjudged:
+                continue
+            value = sample.get(key)
+            if not isinstance(value, torch.Tensor) or value.ndim < 2:
+                continue  # not an image (e.g. class logits of a classifier)
+            value = value.detach().float()
+            if key in self.logits_keys:
+                value = value.argmax(0, keepdim=True).float()
+            plot_2d_or_3d_image(
+                data=value[None].cpu(), step=step, writer=self._writer, index=0, max_channels=self.max_channels,
+                frame_dim=self.frame_dim, max_frames=self.max_frames, tag=f"{self.tag_prefix}{name}",
+            )
+        self._writer.flush()
+
+
+class ClipGradNorm:
+    """Clip the gradient norm of each stepping optimizer's parameters at BACKWARD_COMPLETED.
+
+    The GradPromTrainer fires that event when ``p.grad`` holds the gradient about to be applied, so this is
+    plain ``torch.nn.utils.clip_grad_norm_`` per optimizer (IP, and VR / T when the strategy trains them).
+    With an AMP gradient scaler the gradients are unscaled first (``scaler.unscale_``), as PyTorch's AMP
+    recipe requires; the scaler's step then skips its own unscale. Accumulation micro-batches that do not
+    step hold no gradient and are left alone.
+    """
+
+    def __init__(self, max_norm: float, norm_type: float = 2.0) -> None:
+        if not max_norm > 0:
+            raise ValueError(f"max_norm must be positive, got {max_norm!r}")
+        self.max_norm, self.norm_type = float(max_norm), float(norm_type)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(IterationEvents.BACKWARD_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        optimizers = engine.optimizers_to_step() if hasattr(engine, "optimizers_to_step") else [engine.optimizer]
+        scaler = getattr(engine, "scaler", None)
+        for opt in optimizers:
+            params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if scaler is not None:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.max_norm, norm_type=self.norm_type)
 
 
 def attach_checkpointing(saver, engine: Engine) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from monai_gradprom.data.reproducible import RNGStates
+from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
@@ -90,9 +92,20 @@ class GradPromTrainer(Trainer):
         strategy: ``plain``, ``joint``, ``frozen``, ``transformer``, ``gradprom``, ``pcgrad``, the cheaper
             GradProm modes ``gradprom_image`` / ``gradprom_every``, or a
             :class:`~monai_gradprom.strategies.Strategy` instance.
-        strategy_options: the strategy's own keyword arguments, e.g. ``{"every": 8}`` for ``gradprom_every``
-            or ``{"audit": True}`` to log the exact gate next to a cheaper mode's decision.
+        strategy_options: the strategy's own keyword arguments, e.g. ``{"every": 8}`` for ``gradprom_every``,
+            ``{"audit": True}`` to log the exact gate next to a cheaper mode's decision, or ``{"cos_ema": 0.9}``
+            for a ``gradprom`` gate decided on a moving average of the cosine.
         lam: weight of the recognition loss (or gradient). gate: ``hard`` or ``soft`` (GradProm only).
+        lam_ratio: state lam as "recognition gets ``lam_ratio`` times the pull of fidelity": when VR is first
+            cascaded (at STARTED without warm-up, else at the start of epoch ``ip_warmup_epochs + 1``) lam is set
+            to ``lam_ratio / r``, r the mean over ``calibration_batches`` training batches of
+            ||G_VR|| / ||G_IP|| over IP's parameters (:meth:`measure_gradient_ratio`). **It wins over ``lam``**
+            (an explicit ``lam`` is replaced). The result is ``trainer.calibration`` (``ratio``, ``lam``,
+            ``lam_ratio``), logged at INFO and saved in checkpoints, so a resumed run keeps it. Ignored (with an
+            INFO line) by strategies that do not use VR (``plain``). With warm-up, the batches are the last
+            ones IP warmed up on, so the data stream is not touched; without, they are drawn from the loader
+            with the RNGs restored afterwards.
+        calibration_batches: how many training batches the ratio is averaged over.
         vr_supervision: ``supervised`` (L_VR against labels/masks) or ``unsupervised`` (L_VR = distance between
             VR(IP(x)) and a frozen teacher copy of the pretrained VR applied to the clean target).
         ip_loss_function: L_IP, called as ``loss(enhanced, target)``; default MSE.
@@ -106,8 +119,10 @@ class GradPromTrainer(Trainer):
         ip_warmup_epochs: epochs during which IP trains alone (plain) before VR is cascaded.
         vr_input_transform: optional callable applied to VR's input (e.g. a normalisation a pretrained VR
             expects); by default VR sees IP's output as it is. The teacher sees the same transform of the target.
-        accumulation_steps: micro-batches whose gradients are summed before the gate is decided and the
-            optimizers step.
+        accumulation_steps: micro-batches whose gradients are averaged before the gate is decided and the
+            optimizers step. When the epoch length is not a multiple, the epoch's last, shorter group steps
+            too, with the mean over the micro-batches it holds (not the sum divided by
+            ``accumulation_steps``): every step then has the scale of one micro-batch's mean-loss gradient.
         amp: mixed precision. On CUDA: float16 autocast with a gradient scaler (the cosine is scale invariant,
             and a step with inf/NaN gradients is skipped for every optimizer alike); on CPU: bfloat16 autocast.
         decollate: MONAI's per-sample decollation of ``engine.state.output``. Off by default so that the output
@@ -117,6 +132,11 @@ class GradPromTrainer(Trainer):
     ``engine.state.output`` is a dict with ``loss_ip``, ``loss_vr`` (NaN while VR is unused), ``loss``, and for
     gating strategies ``cos`` and ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch
     tensors and ``pred`` (IP's output). All values are tensors; handlers read them after the step.
+
+    Events: FORWARD_COMPLETED after IP's forward, LOSS_COMPLETED after the losses, BACKWARD_COMPLETED when
+    ``p.grad`` of IP (and of VR / T where the strategy trains them) holds the gradient the optimizers are about
+    to apply (gating, accumulation and all-reduce done; AMP-scaled with a scaler), so that clipping or
+    gradient-norm handlers work as with MONAI's SupervisedTrainer; MODEL_COMPLETED after the step.
     """
 
     def __init__(
@@ -161,6 +181,8 @@ class GradPromTrainer(Trainer):
         image_key: str = "image",
         target_key: str = "target",
         strategy_options: Mapping[str, Any] | None = None,
+        lam_ratio: float | None = None,
+        calibration_batches: int = 4,
     ) -> None:
         self.strategy = build_strategy(strategy, lam=lam, gate=gate, options=strategy_options)
         self._warmup_strategy = PlainStrategy(lam=self.strategy.lam)
@@ -170,6 +192,12 @@ class GradPromTrainer(Trainer):
             raise ValueError(f"accumulation_steps must be a positive integer, got {accumulation_steps!r}")
         if not isinstance(ip_warmup_epochs, int) or ip_warmup_epochs < 0:
             raise ValueError(f"ip_warmup_epochs must be a non-negative integer, got {ip_warmup_epochs!r}")
+        if lam_ratio is not None and (
+            isinstance(lam_ratio, bool) or not isinstance(lam_ratio, (int, float)) or not 0 <= lam_ratio < float("inf")
+        ):
+            raise ValueError(f"lam_ratio must be a non-negative finite number or None, got {lam_ratio!r}")
+        if isinstance(calibration_batches, bool) or not isinstance(calibration_batches, int) or calibration_batches < 1:
+            raise ValueError(f"calibration_batches must be a positive integer, got {calibration_batches!r}")
 
         self.vr_networks: dict[str, nn.Module] = as_task_dict(vr_network, vr_target_key)
         if self.strategy.uses_vr and not self.vr_networks:
@@ -222,6 +250,7 @@ class GradPromTrainer(Trainer):
         }
         self.vr_teachers: dict[str, nn.Module] = as_task_dict(vr_teacher, vr_target_key)
         self._accumulated: GradientTerms | None = None
+        self._accumulated_count = 0  # micro-batches summed in _accumulated
 
         device_type = self.state.device.type if self.state.device is not None else "cpu"
         self.amp_device_type = device_type
@@ -233,6 +262,20 @@ class GradPromTrainer(Trainer):
 
         if vr_supervision == "unsupervised" and self.vr_networks:
             self.add_event_handler(Events.STARTED, GradPromTrainer._make_teachers)
+
+        # lam calibration (lam_ratio): measured when VR is first cascaded, restored from checkpoints
+        self.lam_ratio = None if lam_ratio is None else float(lam_ratio)
+        self.calibration_batches = calibration_batches
+        self.calibration: dict[str, float] | None = None
+        self._calibration_state = CalibrationState(self)
+        self._warmup_batches: deque = deque(maxlen=calibration_batches)
+        if self.lam_ratio is not None and not self.strategy.uses_vr:
+            self.logger.info("strategy %r does not use VR: lam_ratio=%s ignored", self.strategy.name, lam_ratio)
+        elif self.lam_ratio is not None:
+            self.add_event_handler(Events.STARTED, GradPromTrainer._calibrate_when_cascading, True)
+            self.add_event_handler(Events.EPOCH_STARTED, GradPromTrainer._calibrate_when_cascading, False)
+            if ip_warmup_epochs > 0:
+                self.add_event_handler(Events.ITERATION_COMPLETED, GradPromTrainer._keep_warmup_batch)
 
     # -- properties ---------------------------------------------------------------------------------------------
     @property
@@ -265,8 +308,10 @@ class GradPromTrainer(Trainer):
             out["transformer_optimizer"] = self.transformer_optimizer
         if self.scaler is not None:
             out["scaler"] = self.scaler
-        if hasattr(self.strategy, "state_dict"):  # e.g. gradprom_every's step counter and last decision
+        if self.strategy.stateful:  # e.g. gradprom_every's step counter, gradprom's cosine average
             out["strategy"] = self.strategy
+        if self.lam_ratio is not None and self.strategy.uses_vr:
+            out["calibration"] = self._calibration_state
         out["rng"] = RNGStates()
         return out
 
@@ -274,10 +319,40 @@ class GradPromTrainer(Trainer):
         """Run training; unlike MONAI's Trainer the scaler made in ``__init__`` is kept (it may be restored)."""
         super(Trainer, self).run()
 
+    # -- lam calibration ----------------------------------------------------------------------------------------
+    def measure_gradient_ratio(self, batches: Iterable[dict], num_batches: int = 4) -> float:
+        """Mean over the first ``num_batches`` of ``batches`` of ||G_VR|| / ||G_IP||, both w.r.t. IP's parameters,
+        wired as this trainer's strategy trains (for ``transformer``: through T, without the detach). Changes
+        no parameter, optimizer, buffer or RNG state; see :mod:`monai_gradprom.engines.calibration`."""
+        return gradient_norm_ratio(self, batches, num_batches)
+
+    def calibrate(self, batches: Iterable[dict]) -> dict[str, float]:
+        """Measure the ratio on ``calibration_batches`` of ``batches`` and set lam = lam_ratio / ratio."""
+        if self.lam_ratio is None:
+            raise ValueError("calibrate() needs lam_ratio (GradPromTrainer(..., lam_ratio=...))")
+        return apply_calibration(self, self.measure_gradient_ratio(batches, self.calibration_batches), self.lam_ratio)
+
+    def _keep_warmup_batch(self) -> None:
+        if self.calibration is None and self.state.epoch == self.ip_warmup_epochs:
+            self._warmup_batches.append(self.state.batch)
+
+    def _calibrate_when_cascading(self, starting: bool) -> None:
+        """At STARTED / EPOCH_STARTED: calibrate if the next iteration is VR's first and no calibration exists
+        (a resumed run restored its own from the checkpoint)."""
+        epoch = self.state.epoch + 1 if starting else self.state.epoch
+        if self.calibration is not None or epoch <= self.ip_warmup_epochs:
+            return
+        batches = list(self._warmup_batches) or self.data_loader
+        self._warmup_batches.clear()
+        self.calibrate(batches)
+
     # -- the iteration ------------------------------------------------------------------------------------------
     def _make_teachers(self) -> None:
         for task, net in self.vr_networks.items():
             if task in self.vr_teachers:
+                # a teacher passed by the user is frozen too: in train mode its BatchNorm statistics would drift
+                # and its dropout would make the target random
+                self.vr_teachers[task].eval().requires_grad_(False)
                 continue
             if not is_pretrained(net):
                 raise ValueError(
@@ -301,6 +376,8 @@ class GradPromTrainer(Trainer):
         return torch.autocast(self.amp_device_type, **self.amp_kwargs)
 
     def _accumulation_flags(self) -> tuple[bool, bool]:
+        """``(first micro-batch of a group, step after this one)``. Groups restart with every epoch, and the
+        epoch's last micro-batch always steps, so no gradient is carried into the next epoch."""
         acc = self.accumulation_steps
         if acc == 1:
             return True, True
@@ -330,25 +407,37 @@ class GradPromTrainer(Trainer):
             losses[task] = self.vr_loss_functions[task](prediction, reference)
         return losses
 
-    def _step_optimizers(self, strategy: Strategy, terms: GradientTerms) -> None:
+    def optimizers_to_step(self, strategy: Strategy | None = None) -> list[torch.optim.Optimizer]:
+        """The optimizers that step under ``strategy`` (default: the one active now): IP's always, VR's when
+        the strategy trains VR, T's for ``transformer``. Handlers on BACKWARD_COMPLETED (e.g. gradient clipping
+        with :class:`~monai_gradprom.engines.ClipGradNorm`) act on their parameters."""
+        strategy = self._active_strategy() if strategy is None else strategy
         optimizers = [self.ip_optimizer]
         if strategy.trains_vr:
             optimizers += self._vr_optimizers()
-        if strategy.needs_transformer:
+        if strategy.needs_transformer and self.transformer_optimizer is not None:
             optimizers.append(self.transformer_optimizer)
+        return optimizers
+
+    def _poison_nonfinite(self, optimizers: list[torch.optim.Optimizer], terms: GradientTerms) -> None:
+        """With a gradient scaler, skip the step for every optimizer alike when any gradient is inf/NaN: poison
+        all ``.grad`` so that each optimizer's ``unscale_`` finds an inf (device-side, no host synchronisation).
+        Done before BACKWARD_COMPLETED so that a handler calling ``scaler.unscale_`` sees the poison too."""
         if self.scaler is None:
-            for opt in optimizers:
-                opt.step()
             return
-        # Skip the step for every optimizer alike when any gradient is inf/NaN: poison all gradients so that
-        # each optimizer's unscale_ finds an inf (device-side, no host synchronisation).
         poison = torch.where(all_finite(*terms.lists()), 1.0, float("nan"))
         grads = [p.grad for opt in optimizers for group in opt.param_groups for p in group["params"]]
         grads = [g for g in grads if g is not None]
         if grads:
             torch._foreach_mul_(grads, poison)
+
+    def _step_optimizers(self, optimizers: list[torch.optim.Optimizer]) -> None:
+        if self.scaler is None:
+            for opt in optimizers:
+                opt.step()
+            return
         for opt in optimizers:
-            self.scaler.step(opt)
+            self.scaler.step(opt)  # unscales first, unless a handler already called scaler.unscale_(opt)
         self.scaler.update()
 
     def _iteration(self, engine: GradPromTrainer, batchdata: dict[str, torch.Tensor]) -> dict:  # type: ignore[override]
@@ -404,22 +493,34 @@ class GradPromTrainer(Trainer):
         terms = strategy.compute(ctx)
         if engine.accumulation_steps > 1:
             if first_micro_batch or engine._accumulated is None:
-                engine._accumulated = terms
+                engine._accumulated, engine._accumulated_count = terms, 1
             else:
                 engine._accumulated.add_(terms)
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+                engine._accumulated_count += 1
 
+        # BACKWARD_COMPLETED fires once p.grad holds exactly what the optimizers will apply: the strategy's
+        # combination of the (accumulated, rank-averaged) gradients, still multiplied by the AMP scale when a
+        # scaler is used. Handlers may change p.grad there (clipping; with a scaler call
+        # engine.scaler.unscale_(opt) first). On an accumulation micro-batch that does not step, nothing is
+        # applied: p.grad is None (zeros with optim_set_to_none=False) and the micro-batch's gradients wait in
+        # the engine until the group's last micro-batch.
         stats: dict[str, torch.Tensor] = {}
+        optimizers = engine.optimizers_to_step(strategy)
+        for opt in [engine.ip_optimizer, *engine._vr_optimizers(), engine.transformer_optimizer]:
+            if opt is not None:
+                opt.zero_grad(set_to_none=engine.optim_set_to_none)
         if should_step:
             if engine.accumulation_steps > 1:
-                terms, engine._accumulated = engine._accumulated.div_(engine.accumulation_steps), None
+                # the mean over the micro-batches actually summed: a group cut short by the epoch's end
+                # steps with the same scale as a full one
+                terms, engine._accumulated = engine._accumulated.div_(engine._accumulated_count), None
             for grads in terms.lists():
                 all_reduce_mean_(grads)
-            for opt in [engine.ip_optimizer, *engine._vr_optimizers(), engine.transformer_optimizer]:
-                if opt is not None:
-                    opt.zero_grad(set_to_none=engine.optim_set_to_none)
             stats = strategy.apply(terms, ctx)
-            engine._step_optimizers(strategy, terms)
+            engine._poison_nonfinite(optimizers, terms)
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        if should_step:
+            engine._step_optimizers(optimizers)
             if is_distributed():
                 broadcast_buffers(engine.ip_network, *engine.vr_networks.values(), engine.transformer_network)
         if engine.strategy.reports_gate:  # NaN while warming up or between accumulation steps
