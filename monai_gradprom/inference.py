@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_gradprom.io import NotAnImageError, image_format, read_image, write_like
+from monai_gradprom.utils import load_checkpoint_file
 
 __all__ = [
     "EnhanceDirectory",
@@ -270,12 +271,7 @@ def load_enhancer_weights(
     (a training checkpoint). A DDP ``module.`` prefix is removed. A checkpoint of another architecture raises a
     ValueError naming the file and the missing, unexpected and differently shaped keys."""
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = load_checkpoint_file(path)
     if isinstance(state, Mapping):
         state = next((state[k] for k in keys if isinstance(state.get(k), Mapping)), state)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):

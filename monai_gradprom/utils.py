@@ -58,6 +58,20 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def load_checkpoint_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` of a checkpoint on the CPU with ``weights_only=True``; a missing file or one that cannot be
+    read gets an error naming it (one message for every loader of the package)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+
+
 def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     """Fail early with a message naming the missing path and what it should have been."""
     path = Path(path)

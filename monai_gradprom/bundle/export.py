@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from monai_gradprom.utils import atomic_save
+from monai_gradprom.utils import atomic_save, load_checkpoint_file
 
 __all__ = [
     "CONFIG_FILES",
@@ -86,12 +86,7 @@ def split_checkpoint(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.Ten
     ``transformer_network``; optimizers, engine and RNG states are dropped. Loaded with ``weights_only=True``.
     """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    content = load_checkpoint_file(path)
     if isinstance(content, Mapping) and "ip_network" in content:
         recognizers = {
             key: _plain_state(content[key], f"{key!r} of checkpoint {path}")

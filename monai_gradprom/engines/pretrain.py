@@ -19,7 +19,7 @@ from torch import nn
 from monai_gradprom.distributed import is_distributed, rank
 from monai_gradprom.engines.trainer import mark_pretrained, prepare_enhancement_batch
 from monai_gradprom.losses import default_vr_loss
-from monai_gradprom.utils import atomic_save
+from monai_gradprom.utils import atomic_save, load_checkpoint_file
 
 __all__ = ["NonFiniteWeightsError", "non_finite_tensors", "pretrain_recognizer", "load_network_weights"]
 
@@ -48,12 +48,7 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
     holding non-finite values raises :class:`NonFiniteWeightsError` naming the file and saying to delete it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = load_checkpoint_file(path)
     if key is not None and isinstance(state, dict) and key in state:
         state = state[key]
     bad = non_finite_tensors(state) if isinstance(state, Mapping) else []

@@ -1,0 +1,199 @@
+"""``results.json`` / ``results.md`` and the figures of a comparison: the Pareto front of PSNR against the fixed
+judge's recognition per strategy, and the fine-tuning curves that show whether the metrics had settled."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monai_gradprom.analysis._common import pyplot, save_figure, write_json
+from monai_gradprom.experiments.controls import claim_table, pareto_front
+from monai_gradprom.utils import atomic_write
+
+__all__ = ["aggregate", "write_results", "plot_pareto", "plot_curves"]
+
+_METRICS = ("psnr", "ssim", "fixed_vr", "unseen_vr", "own_vr", "gate_rate", "mean_gate_weight", "lam")
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and v == v]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, sd
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds per (strategy, rho), in the rows' order."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["strategy"], row.get("rho")), []).append(row)
+    out = []
+    for (strategy, rho), members in groups.items():
+        entry: dict[str, Any] = {"strategy": strategy, "rho": rho, "n": len(members)}
+        for metric in _METRICS:
+            entry[metric] = _mean_sd([m.get(metric) for m in members])
+        out.append(entry)
+    return out
+
+
+def _fmt(pair: tuple[float | None, float | None], digits: int) -> str:
+    mean, sd = pair
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" if not sd else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def plot_pareto(summary: Sequence[Mapping[str, Any]], references: Mapping[str, Mapping[str, float]], path: Path,
+                title: str) -> Path:
+    """PSNR (x) against the fixed judge's score (y), one line per strategy over rho; the non-dominated points
+    ringed; plain, the noisy input and the clean image as references."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    points = [(e["psnr"][0], e["fixed_vr"][0]) for e in summary if e["psnr"][0] is not None]
+    front = {points[i] for i in pareto_front(points)}
+    for strategy in dict.fromkeys(e["strategy"] for e in summary):
+        entries = sorted((e for e in summary if e["strategy"] == strategy), key=lambda e: e["rho"] or 0)
+        xs = [e["psnr"][0] for e in entries]
+        ys = [e["fixed_vr"][0] for e in entries]
+        marker = "*" if strategy == "plain" else "o"
+        ax.plot(xs, ys, marker=marker, label=strategy, markersize=9 if strategy == "plain" else 5)
+        for e, x, y in zip(entries, xs, ys):
+            if e["rho"] is not None:
+                ax.annotate(f"{e['rho']:g}", (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    if front:
+        fx, fy = zip(*front)
+        ax.scatter(fx, fy, s=120, facecolors="none", edgecolors="black", linewidths=0.8, label="Pareto front")
+    if "fixed_vr" in references.get("clean", {}):
+        ax.axhline(references["clean"]["fixed_vr"], color="green", linestyle="--", linewidth=0.8, label="clean image")
+    if "fixed_vr" in references.get("noisy", {}):
+        ax.axhline(references["noisy"]["fixed_vr"], color="red", linestyle=":", linewidth=0.8, label="degraded input")
+    ax.set_xlabel("PSNR (dB) of IP's output")
+    ax.set_ylabel("fixed judge on IP's output")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+    return save_figure(fig, path)
+
+
+def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path, title: str) -> Path:
+    """Validation PSNR and fixed-judge score along fine-tuning, per run (the first seed's)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for tag, curve in curves.items():
+        steps = [p["step"] for p in curve]
+        axes[0].plot(steps, [p["psnr"] for p in curve], label=tag, linewidth=0.9)
+        axes[1].plot(steps, [p["fixed_vr"] for p in curve], label=tag, linewidth=0.9)
+    axes[0].set_ylabel("validation PSNR (dB)")
+    axes[1].set_ylabel("fixed judge, validation")
+    for ax in axes:
+        ax.set_xlabel("fine-tuning step")
+    axes[1].legend(fontsize=5, ncol=2)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def _reading(claims: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for c in claims:
+        parts = []
+        for metric in ("psnr", "fixed_vr", "unseen_vr"):
+            v = c[metric]
+            if v["mean"] is None:
+                continue
+            sd = f" ± {v['sd']:.3f}" if v.get("sd") else ""
+            parts.append(f"{metric} {v['mean']:+.3f}{sd} ({v['verdict']})")
+        lines.append(f"| {c['claim']} | {c['rho']:g} | " + "; ".join(parts) + " |")
+    return lines
+
+
+def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md``, ``pareto.png`` and ``curves.png`` into ``output_dir``."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows, references, settings = payload["rows"], payload["references"], payload["settings"]
+    summary = aggregate(rows)
+    claims = claim_table(rows, settings["rhos"])
+    title = f"{payload['bundle']} ({payload['degradation']}, {payload['task_key']}), {len(settings['seeds'])} seed(s)"
+    figures = {
+        "pareto": plot_pareto(summary, references, output_dir / "pareto.png", title),
+        "curves": plot_curves(payload["curves_first_seed"], output_dir / "curves.png", title + ", first seed"),
+    }
+    full = {**payload, "summary": summary, "claims": claims}
+    json_path = write_json(output_dir / "results.json", full)
+
+    lines = [
+        f"# Comparison on `{payload['bundle']}`",
+        "",
+        f"*Generated by `{command}`; do not edit by hand.* This invocation: {payload['wall_minutes']:.1f} min; "
+        "each seed's first complete run: "
+        + ", ".join(f"seed {s} {info['timing']['seconds'] / 60:.1f} min ({info['timing']['torch_threads']} thread(s))"
+                    for s, info in payload["per_seed"].items())
+        + f"; {payload['hardware']}.",
+        "",
+        "## Setup",
+        "",
+        f"- Data: bundle `{payload['bundle']}`, degradation `{payload['degradation']}`, task `{payload['task_key']}` "
+        f"({payload['num_classes']} classes); {payload['sizes']}. Validation and test images are degraded once "
+        "with a fixed seed (the same for every strategy and seed); training batches depend only on (seed, step).",
+        f"- Bundle overrides for this scale: `{settings['bundle_overrides']}`.",
+        f"- Judges: the fixed VR (the bundle's `vr_network_def`) and an unseen recognizer of another family, both "
+        f"trained on clean images until a clean validation score of {payload['min_clean_score']:.3f} "
+        "(the run stops with an error when a judge does not reach it).",
+        f"- Plain IP: Adam {settings['ip_lr']:g} until validation PSNR gains < {settings['plateau_db']} dB over "
+        f"{settings['patience']} evaluations {settings['eval_every']} steps apart (at most {settings['ip_max_steps']}).",
+        f"- Fine-tuning: each strategy from that IP for {settings['finetune_steps']} steps, fresh Adam at "
+        f"{settings['finetune_lr']:g} (co-trained VR {settings['finetune_vr_lr']:g}), batch {settings['batch_size']}; "
+        "plain continues alongside as the control.",
+        "- lambda = rho / r, r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters through the fixed judge, "
+        f"measured per seed on {settings['calibration_batches']} batches; rho in {settings['rhos']}; matched-lambda "
+        f"controls at rho {settings['matched_rhos']}, smoothed gate (EMA {settings['smoothed_gate_beta']}) at rho "
+        f"{settings['smoothed_gate_rho']}.",
+        "- Verdicts: paired differences within a seed, then over seeds: *holds* / *reversed* when the mean is more "
+        "than 2 standard errors from zero, *within spread* otherwise, *one seed* when there is no spread to judge by.",
+        "",
+        "## Judges and references (test set, mean over seeds)",
+        "",
+        "| seed | fixed VR clean score (steps) | unseen clean score (steps) | plain IP steps (val PSNR) | r | gate sign agreement | median abs cos |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, info in payload["per_seed"].items():
+        j = info["judges"]
+        noise = info["gate_noise"]
+        lines.append(
+            f"| {seed} | {j['fixed_vr']['clean_score']:.3f} ({j['fixed_vr']['steps']}) | "
+            f"{j['unseen_vr']['clean_score']:.3f} ({j['unseen_vr']['steps']}) | {info['plain_ip']['steps']} "
+            f"({info['plain_ip']['val_psnr'][-1]:.2f} dB{'' if info['plain_ip']['plateaued'] else ', no plateau'}) | "
+            f"{info['calibration']['ratio']:.3g} | {noise['agreement']:.2f} | {noise['median_abs_cos']:.3f} |"
+        )
+    noisy, clean = references["noisy"], references["clean"]
+    lines += [
+        "",
+        "| image | PSNR | SSIM | fixed VR | unseen VR |",
+        "|---|---|---|---|---|",
+        f"| degraded input | {noisy['psnr']:.2f} | {noisy['ssim']:.3f} | {noisy['fixed_vr']:.3f} | {noisy['unseen_vr']:.3f} |",
+        f"| clean image | - | - | {clean['fixed_vr']:.3f} | {clean['unseen_vr']:.3f} |",
+        "",
+        "## Results (test set, mean ± sd over seeds)",
+        "",
+        "| strategy | rho | lambda | PSNR | SSIM | fixed VR | unseen VR | own VR | gate open | mean gate weight |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        rho = "-" if e["rho"] is None else f"{e['rho']:g}"
+        lam = "-" if e["lam"][0] is None else f"{e['lam'][0]:.3g}"
+        lines.append(
+            f"| {e['strategy']} | {rho} | {lam} | {_fmt(e['psnr'], 2)} | {_fmt(e['ssim'], 3)} | {_fmt(e['fixed_vr'], 3)} | "
+            f"{_fmt(e['unseen_vr'], 3)} | {_fmt(e['own_vr'], 3)} | {_fmt(e['gate_rate'], 2)} | {_fmt(e['mean_gate_weight'], 2)} |"
+        )
+    lines += ["", "![Pareto front](pareto.png)", "", "## Claims (paired over seeds: better - worse)", "",
+              "| claim | rho | PSNR, fixed VR, unseen VR |", "|---|---|---|"]
+    lines += _reading(claims)
+    lines += ["", "## Fine-tuning curves (first seed)", "", "![curves](curves.png)", ""]
+    if payload.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in payload["notes"]] + [""]
+    md_path = output_dir / "results.md"
+    atomic_write(md_path, lambda tmp: Path(tmp).write_text("\n".join(lines)))
+    return {"json": json_path, "md": md_path, **figures}

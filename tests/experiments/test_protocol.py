@@ -1,0 +1,136 @@
+"""The comparison protocol's pieces on data with known properties, and the command end to end on tiny settings
+(the demo and a fixture of every dataset bundle, in the data set's exact layout)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from monai_gradprom.data.fixtures import write_fixture
+from monai_gradprom.experiments.cli import main
+from monai_gradprom.experiments.data import DegradedStream, bundle_config_files, degrade_fixed, load_bundle
+from monai_gradprom.experiments.recognizers import JudgeNotReadyError, default_min_clean_score, pretrain_judge
+
+TINY_DEMO = {"image_size": 32, "num_train": 16, "num_val": 8, "num_test": 8, "ip_channels": 4, "ip_blocks": 1,
+             "vr_arch": "resnet10"}
+TINY_PROTOCOL = ["vr_max_steps=2", "vr_eval_every=1", "ip_max_steps=2", "eval_every=1", "finetune_steps=2",
+                 "curve_every=1", "calibration_batches=1", "agreement_batches=2", "batch_size=4", "vr_batch_size=4"]
+
+
+def _split(n=12, classes=2):
+    torch.manual_seed(0)
+    return {"clean": torch.rand(n, 1, 8, 8), "label": torch.arange(n) % classes}
+
+
+def test_stream_depends_only_on_seed_and_step():
+    a = DegradedStream(_split(), "gaussian:0.1", 4, seed=3)
+    b = DegradedStream(_split(), "gaussian:0.1", 4, seed=3, start=5)
+    first = next(iter(b))  # step 6
+    assert torch.equal(a.batch(6)["image"], first["image"]) and torch.equal(a.batch(6)["label"], first["label"])
+    assert not torch.equal(a.batch(6)["image"], a.batch(7)["image"])
+    other = DegradedStream(_split(), "gaussian:0.1", 4, seed=4)
+    assert not torch.equal(a.batch(6)["image"], other.batch(6)["image"])
+    batch = a.batch(1)
+    assert set(batch) == {"image", "target", "label"} and batch["image"].shape == (4, 1, 8, 8)
+
+
+def test_fixed_degradation_is_the_same_every_time_and_per_image():
+    split = _split()
+    one, two = degrade_fixed(split, "gaussian:0.2", 7), degrade_fixed(split, "gaussian:0.2", 7)
+    assert torch.equal(one["image"], two["image"]) and torch.equal(one["target"], split["clean"])
+    # image i's noise does not depend on how many images come before it
+    part = degrade_fixed({k: v[:5] for k, v in split.items()}, "gaussian:0.2", 7)
+    assert torch.equal(part["image"], one["image"][:5])
+
+
+def test_default_judge_threshold():
+    assert default_min_clean_score("label", 2) == pytest.approx(0.75)
+    assert default_min_clean_score("label", 2, torch.tensor([0, 0, 0, 0, 1])) == pytest.approx(0.95)  # majority 0.8
+    assert default_min_clean_score("label", 7, torch.tensor([0] * 19 + [1])) == 0.95  # capped
+    assert default_min_clean_score("seg", 4) == 0.6
+
+
+def test_a_judge_below_its_threshold_stops_the_comparison():
+    class Constant(nn.Module):  # always predicts class 0: accuracy 0.5 on balanced labels, never learns
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.tensor([10.0, -10.0]), requires_grad=False)
+            self.dummy = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return self.bias.expand(len(x), 2) + 0 * self.dummy
+
+    split = _split()
+    with pytest.raises(JudgeNotReadyError, match=r"'judge' reached a best clean validation score of 0\.500 in 4 steps, below the required 0\.750"):
+        pretrain_judge(Constant(), "judge", split, split, "label", 2, 0.75, 4, 2, 4, 1e-3, 0)
+
+
+def test_the_judge_keeps_its_best_weights(monkeypatch):
+    """Scores 0.6, 0.9, 0.7 at the three checks: the weights of the second check are kept and reported."""
+    import monai_gradprom.experiments.recognizers as R
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    scores, snapshots = iter([0.6, 0.9, 0.7]), []
+
+    def fake_score(recognizer, split, task_key, num_classes):
+        snapshots.append(recognizer[1].weight.detach().clone())
+        return next(scores)
+
+    monkeypatch.setattr(R, "clean_score", fake_score)
+    split = _split()
+    result = pretrain_judge(net, "judge", split, split, "label", 2, 0.8, 6, 2, 4, 1e-2, 0)
+    assert result == {"clean_score": 0.9, "steps": 4, "steps_trained": 6}
+    assert torch.equal(net[1].weight, snapshots[1]) and not torch.equal(snapshots[1], snapshots[2])
+
+
+def test_unknown_bundle_is_named():
+    with pytest.raises(FileNotFoundError, match="nonexistent"):
+        bundle_config_files("nonexistent")
+
+
+def test_load_bundle_demo_splits():
+    data = load_bundle("demo", None, TINY_DEMO)
+    assert data.task_key == "label" and data.num_classes == 2 and data.degradation == "gaussian:0.1"
+    assert data.splits["training"]["clean"].shape == (16, 1, 32, 32)
+    assert data.splits["test"]["label"].shape == (8,)
+
+
+def _compare(tmp_path, bundle, *extra):
+    out = tmp_path / bundle
+    argv = ["compare", "--bundle", bundle, "--output_dir", str(out), "--quick", "--min_clean_score", "0",
+            "--protocol", *TINY_PROTOCOL, *extra]
+    assert main(argv) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_compare_demo_writes_the_contract(tmp_path):
+    out, result = _compare(tmp_path, "demo", "--set", *[f"{k}={v}" for k, v in TINY_DEMO.items()])
+    strategies = {row["strategy"] for row in result["rows"]}
+    assert strategies == {"plain", "frozen", "joint", "gradprom_hard", "gradprom_soft"}
+    for row in result["rows"]:
+        assert {"strategy", "seed", "lam", "psnr", "ssim", "fixed_vr", "unseen_vr", "gate_rate"} <= set(row)
+        assert (row["gate_rate"] is not None) == row["strategy"].startswith("gradprom")
+    ratio = result["per_seed"]["0"]["calibration"]["ratio"]
+    frozen = next(r for r in result["rows"] if r["strategy"] == "frozen")
+    assert frozen["lam"] == pytest.approx(1.0 / ratio)  # rho 1
+    for ref in ("noisy", "clean"):
+        assert {"fixed_vr", "unseen_vr"} <= set(result["references"][ref])
+    assert (out / "results.md").read_text().count("min_clean_score was set to 0") == 1
+    assert (out / "pareto.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    # a second invocation reuses every saved piece and writes the same rows
+    _, again = _compare(tmp_path, "demo", "--set", *[f"{k}={v}" for k, v in TINY_DEMO.items()])
+    assert [r["psnr"] for r in again["rows"]] == [r["psnr"] for r in result["rows"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bundle", ["isic2018", "covid_ct", "lizard", "camus"])
+def test_compare_runs_on_each_dataset_fixture(tmp_path, bundle):
+    data = write_fixture(bundle, tmp_path / "data")
+    size = 64 if bundle in ("isic2018", "lizard", "camus") else 32
+    _, result = _compare(tmp_path, bundle, "--dataset_dir", str(data), "--set", f"image_size={size}",
+                         "ip_channels=4", "ip_blocks=1", "vr_arch=resnet10")
+    assert {row["strategy"] for row in result["rows"]} >= {"plain", "frozen", "gradprom_hard"}
+    assert all(0.0 <= row["fixed_vr"] <= 1.0 for row in result["rows"])
