@@ -12,7 +12,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-python -m pip install -q -c constraints.txt -e ".[test]" 2>&1 | grep -v "is ignored" || true
+# Reinstall only when the dependency files changed since the last successful install (a stamp in the venv), so
+# that running the demo or the tests a second time does not spend half a minute in pip.
+STAMP="$VENV/.monai_gradprom_install"
+WANT=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! python -c "import monai_gradprom" 2>/dev/null; then
+  python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+  python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+  python -m pip install -q -c constraints.txt -e ".[test]" 2>&1 | grep -v "is ignored" || true
+  python -c "import torch, monai, ignite, monai_gradprom" && echo "$WANT" > "$STAMP"
+fi
 python -c "import torch, monai, ignite, monai_gradprom; print('environment ready: torch', torch.__version__, '| monai', monai.__version__, '| ignite', ignite.__version__)"
