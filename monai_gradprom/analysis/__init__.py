@@ -7,7 +7,9 @@ One module per job (see docs/analysis.md); every tool also runs as ``python -m m
 - :mod:`~monai_gradprom.analysis.boundary`: boundary distances, inter-boundary distance, decision maps (RA sec. 5);
 - :mod:`~monai_gradprom.analysis.cam`: MONAI Grad-CAM / CAM of VR on each strategy's outputs (GradProm Fig. 5);
 - :mod:`~monai_gradprom.analysis.qualitative`, :mod:`~monai_gradprom.analysis.curves`,
-  :mod:`~monai_gradprom.analysis.bars`: image grids, TensorBoard training curves, metric bars over seeds.
+  :mod:`~monai_gradprom.analysis.bars`: image grids, TensorBoard training curves, metric bars over seeds;
+- :mod:`~monai_gradprom.analysis.gate_agreement`: how often a minibatch's gate agrees with the large-batch one;
+- :mod:`~monai_gradprom.analysis.summary`: evaluation results side by side (the demo's table).
 
 Names are imported lazily, so ``import monai_gradprom.analysis`` costs nothing, and matplotlib is imported
 only when a figure is drawn (always on the non-interactive Agg backend).
@@ -43,6 +45,9 @@ _EXPORTS = {
     "load_split": "_common",
     "load_enhancer": "_common",
     "load_recognizer": "_common",
+    "gate_sign_agreement": "gate_agreement",
+    "summary_rows": "summary",
+    "format_summary": "summary",
 }
 
 __all__ = sorted(_EXPORTS)

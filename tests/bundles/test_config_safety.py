@@ -372,7 +372,7 @@ def test_inference_builds_the_network_the_checkpoint_records(tmp_path):
         _inference_parser(path, ip_blocks=4).get_parsed_content("initialize")
     assert "ip_blocks: 1 (checkpoint) vs 4 (config)" in str(error.value.__cause__)
     assert recorded_config(tmp_path / "missing.pt") is None  # no checkpoint: the config's defaults are used
-    assert _inference_parser(tmp_path / "missing.pt").get_parsed_content("ip_channels") == 32
+    assert _inference_parser(tmp_path / "missing.pt").get_parsed_content("ip_channels") == 16  # the demo default
 
 
 # -- 7. validation before the expensive part -----------------------------------------------------------------------
