@@ -111,8 +111,10 @@ def test_inference_workflow_has_every_property(name, tmp_path):
     inputs.mkdir()
     Image.fromarray(np.zeros((20, 24), np.uint8), mode="L").save(inputs / "a.png")
     # dataset_dir (MONAI's property) is the folder the enhancer reads
+    # a checkpoint path that does not exist: the config's own sizes apply (not those of a model_final.pt that a
+    # demo run may have left in outputs/)
     workflow = _workflow(name, "infer", ("inference",), dataset_dir=str(inputs), output_dir=str(tmp_path / "out"),
-                         ip_channels=4, ip_blocks=1)
+                         ip_channels=4, ip_blocks=1, checkpoint=str(tmp_path / "none.pt"))
     assert workflow.check_properties() == []
     assert [item["image"] for item in workflow.dataset.data] == [str(inputs / "a.png")]
     assert isinstance(workflow.inferer, SlidingWindowInferer)
@@ -123,7 +125,8 @@ def test_inference_workflow_has_every_property(name, tmp_path):
 
 @pytest.mark.parametrize("name", BUNDLES)
 def test_verify_net_in_out_on_network_def(name):
-    for parts, override in ((("train", "smoke"), {}), (("inference",), {"ip_channels": 4, "ip_blocks": 1})):
+    for parts, override in ((("train", "smoke"), {}),
+                            (("inference",), {"ip_channels": 4, "ip_blocks": 1, "checkpoint": "/nonexistent/model.pt"})):
         verify_net_in_out(net_id="network_def", meta_file=str(REPO / f"bundles/{name}/metadata.json"),
                           config_file=_files(name, *parts), device="cpu", **override)
 
