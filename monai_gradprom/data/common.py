@@ -417,7 +417,7 @@ def _present_values(array: np.ndarray) -> np.ndarray:
         return np.flatnonzero(np.bincount(array.ravel().view(np.uint8), minlength=256))
     low, high = int(array.min()), int(array.max())
     if high - low < 1 << 20:
-        return np.flatnonzero(np.bincount((array.ravel().astype(np.int64) - low))) + low
+        return np.flatnonzero(np.bincount(array.ravel().astype(np.int64) - low)) + low
     return np.unique(array)
 
 

@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from monai_gradprom.data.reproducible import RNGStates
-from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
+from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy

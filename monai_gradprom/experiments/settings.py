@@ -45,7 +45,7 @@ class ProtocolSettings:
     vr_eval_every: int = 100
     min_clean_score: float | None = None
     ip_lr: float = 1e-3
-    ip_max_steps: int = 1200
+    ip_max_steps: int = 3000
     eval_every: int = 100
     plateau_db: float = 0.05
     patience: int = 2

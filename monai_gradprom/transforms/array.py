@@ -274,7 +274,7 @@ class GaussianBlur(_Degradation):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         x = self._prepare(img)
-        spatial = _spatial_dims("GaussianBlur", x)
+        _spatial_dims("GaussianBlur", x)  # checks the image is 2D or 3D
         half = self.kernel_size // 2
         kernel, unit = self.kernel(x.dtype, x.device), torch.ones(1, dtype=x.dtype, device=x.device)
         kernels = []

@@ -17,8 +17,8 @@ from monai_gradprom.transforms import (
     RandDegraded,
     RandGaussianNoise,
     RandGaussianNoiseD,
-    RandGaussianNoiseDict,
     RandGaussianNoised,
+    RandGaussianNoiseDict,
     RandPoissonNoised,
     RandSpeckleNoised,
 )
