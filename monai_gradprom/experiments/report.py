@@ -79,13 +79,22 @@ def plot_pareto(summary: Sequence[Mapping[str, Any]], references: Mapping[str, M
 
 
 def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path, title: str) -> Path:
-    """Validation PSNR and fixed-judge score along fine-tuning, per run (the first seed's)."""
+    """Validation PSNR and fixed-judge score along fine-tuning, per run (the first seed's): colour = strategy,
+    line style = rho, plain drawn thick."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    # one colour per strategy, one line style per rho: 17 runs stay tellable apart
+    names = [tag.split("_rho")[0] for tag in curves]
+    rhos = sorted({tag.split("_rho")[1] for tag in curves if "_rho" in tag}, key=float)
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(dict.fromkeys(names))}
+    styles = ["-", "--", ":", "-."]
     for tag, curve in curves.items():
+        name, _, rho = tag.partition("_rho")
+        style = styles[rhos.index(rho) % len(styles)] if rho else "-"
+        width = 2.0 if name == "plain" else 0.9
         steps = [p["step"] for p in curve]
-        axes[0].plot(steps, [p["psnr"] for p in curve], label=tag, linewidth=0.9)
-        axes[1].plot(steps, [p["fixed_vr"] for p in curve], label=tag, linewidth=0.9)
+        for ax, key in ((axes[0], "psnr"), (axes[1], "fixed_vr")):
+            ax.plot(steps, [p[key] for p in curve], label=tag, linewidth=width, color=colours[name], linestyle=style)
     axes[0].set_ylabel("validation PSNR (dB)")
     axes[1].set_ylabel("fixed judge, validation")
     for ax in axes:
