@@ -53,8 +53,8 @@ def compare(bundle: str, output_dir: str | os.PathLike, dataset_dir: str | None 
     if seeds is not None:  # a count (seeds 0..n-1) or the seeds themselves
         settings_changes["seeds"] = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
     settings = preset(scale, **settings_changes)
-    bundle_overrides = {**settings.bundle_overrides, **SOURCES.get(bundle, {}), **(overrides or {})}
-    data = load_bundle("demo" if bundle in SOURCES else bundle, dataset_dir, bundle_overrides)
+    data = load_bundle("demo" if bundle in SOURCES else bundle, dataset_dir,
+                       {**settings.bundle_overrides, **SOURCES.get(bundle, {})}, overrides)
     output_dir = Path(output_dir)
     per_seed = {}
     for seed in settings.seeds:

@@ -81,11 +81,20 @@ def _stack_split(items: Sequence[Mapping], transform, task_key: str, where: str)
 
 
 def load_bundle(
-    bundle: str | os.PathLike, dataset_dir: str | None = None, overrides: Mapping[str, Any] | None = None
+    bundle: str | os.PathLike,
+    dataset_dir: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    user_overrides: Mapping[str, Any] | None = None,
 ) -> BundleData:
-    """Read the bundle's config with ``overrides`` (only keys the bundle defines are applied) and load its
-    ``training`` / ``validation`` / ``test`` datalists through its ``load_transforms`` (plus ``eval_crop_transforms``
-    where the bundle has them) into clean tensors."""
+    """Read the bundle's config and load its ``training`` / ``validation`` / ``test`` datalists through its
+    ``load_transforms`` (plus ``eval_crop_transforms`` where the bundle has them) into clean tensors.
+
+    ``overrides`` (a scale's sizes) are applied where the bundle defines the key and skipped elsewhere (not every
+    bundle has ``num_train``); ``user_overrides`` must name keys the bundle defines: a typo is an error naming
+    the closest key, never silently ignored.
+    """
+    import difflib
+
     from monai.transforms import Compose
 
     from monai_gradprom.analysis._common import get_config, load_bundle_config
@@ -97,6 +106,12 @@ def load_bundle(
     for key, value in (overrides or {}).items():
         if key in parser or "#" in key:
             parser[key] = value
+    for key, value in (user_overrides or {}).items():
+        if key.split("#")[0] not in parser:
+            close = difflib.get_close_matches(key, [str(k) for k in parser.get()], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise KeyError(f"bundle {files[0]} defines no key {key!r}{hint}")
+        parser[key] = value
     task_key = str(get_config(parser, "vr_target_key", "label"))
     num_classes = int(get_config(parser, "num_classes", 2))
     datalists = get_config(parser, "datalists")

@@ -98,6 +98,11 @@ def test_load_bundle_demo_splits():
     assert data.splits["test"]["label"].shape == (8,)
 
 
+def test_a_misspelt_bundle_override_is_an_error():
+    with pytest.raises(KeyError, match="no key 'image_sise'.*did you mean 'image_size'"):
+        load_bundle("demo", None, {"num_trainn": 3}, {"image_sise": 32})  # a scale's unknown key is skipped
+
+
 def _compare(tmp_path, bundle, *extra):
     out = tmp_path / bundle
     argv = ["compare", "--bundle", bundle, "--output_dir", str(out), "--quick", "--min_clean_score", "0",
