@@ -165,7 +165,7 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
         "",
         "## Judges and references (test set, mean over seeds)",
         "",
-        "| seed | fixed VR clean score (steps) | unseen clean score (steps) | plain IP steps (val PSNR) | r | gate sign agreement | median abs cos |",
+        "| seed | fixed VR clean score (steps) | unseen clean score (steps) | plain IP steps (best val PSNR, kept) | r | gate sign agreement | median abs cos |",
         "|---|---|---|---|---|---|---|",
     ]
     for seed, info in payload["per_seed"].items():
@@ -174,7 +174,7 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
         lines.append(
             f"| {seed} | {j['fixed_vr']['clean_score']:.3f} ({j['fixed_vr']['steps']}) | "
             f"{j['unseen_vr']['clean_score']:.3f} ({j['unseen_vr']['steps']}) | {info['plain_ip']['steps']} "
-            f"({info['plain_ip']['val_psnr'][-1]:.2f} dB{'' if info['plain_ip']['plateaued'] else ', no plateau'}) | "
+            f"({max(info['plain_ip']['val_psnr']):.2f} dB{'' if info['plain_ip']['plateaued'] else ', no plateau'}) | "
             f"{info['calibration']['ratio']:.3g} | {noise['agreement']:.2f} | {noise['median_abs_cos']:.3f} |"
         )
     noisy, clean = references["noisy"], references["clean"]

@@ -46,24 +46,33 @@ def train_plain_to_plateau(
     patience: int,
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Train IP alone (strategy ``plain``) until validation PSNR plateaus; returns the PSNR history and steps."""
+    """Train IP alone (strategy ``plain``) until validation PSNR plateaus and keep the weights of the best
+    validation PSNR (Adam at a high learning rate can blow up late: one seed fell from 32.9 to 7.3 dB in 100
+    steps). Returns the PSNR history, the steps trained and the step whose weights were kept."""
     trainer = GradPromTrainer(
         device=device, max_epochs=max(1, math.ceil(max_steps / eval_every)), epoch_length=eval_every,
         train_data_loader=iter(stream), ip_network=ip, ip_optimizer=torch.optim.Adam(ip.parameters(), lr=lr),
         strategy="plain",
     )
     history: list[float] = []
+    best: dict[str, Any] = {"psnr": float("-inf"), "step": 0, "state": None}
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def check(engine):
         history.append(enhancement_scores(ip, validation)["psnr"])
         logger.info("plain IP: validation PSNR %.2f dB after %d steps", history[-1], engine.state.iteration)
+        if history[-1] > best["psnr"]:
+            best.update(psnr=history[-1], step=engine.state.iteration,
+                        state={k: v.detach().clone() for k, v in ip.state_dict().items()})
         if plateau_reached(history, plateau_db, patience):
             engine.terminate()
 
     trainer.run()
+    if best["state"] is not None:
+        ip.load_state_dict(best["state"])
     plateaued = plateau_reached(history, plateau_db, patience)
-    return {"val_psnr": history, "steps": trainer.state.iteration, "plateaued": plateaued}
+    return {"val_psnr": history, "steps": trainer.state.iteration, "plateaued": plateaued,
+            "kept_step": best["step"], "kept_val_psnr": best["psnr"]}
 
 
 @dataclass

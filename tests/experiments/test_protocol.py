@@ -86,6 +86,28 @@ def test_the_judge_keeps_its_best_weights(monkeypatch):
     assert torch.equal(net[1].weight, snapshots[1]) and not torch.equal(snapshots[1], snapshots[2])
 
 
+def test_plain_ip_keeps_its_best_weights_after_a_late_blow_up(monkeypatch):
+    """Validation PSNR 20, 25, 10, 10 dB (a divergence after the second check): training stops on the plateau
+    and the weights of the second check are the ones kept."""
+    import monai_gradprom.experiments.schedule as S
+    from monai_gradprom.experiments.schedule import train_plain_to_plateau
+
+    ip = nn.Conv2d(1, 1, 3, padding=1)
+    values, snapshots = iter([20.0, 25.0, 10.0, 10.0, 10.0]), []
+
+    def fake_scores(net, split):
+        snapshots.append(net.weight.detach().clone())
+        return {"psnr": next(values)}
+
+    monkeypatch.setattr(S, "enhancement_scores", fake_scores)
+    split = _split(classes=2)
+    stream = DegradedStream(split, "gaussian:0.1", 4, seed=0)
+    result = train_plain_to_plateau(ip, stream, {}, 1e-2, 2, 20, 0.05, 2)
+    assert result["val_psnr"] == [20.0, 25.0, 10.0, 10.0] and result["steps"] == 8
+    assert result["kept_step"] == 4 and result["kept_val_psnr"] == 25.0
+    assert torch.equal(ip.weight, snapshots[1]) and not torch.equal(snapshots[1], snapshots[3])
+
+
 def test_unknown_bundle_is_named():
     with pytest.raises(FileNotFoundError, match="nonexistent"):
         bundle_config_files("nonexistent")
