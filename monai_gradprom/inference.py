@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -264,6 +264,21 @@ def _listing(names: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def state_dict_mismatches(
+    network: nn.Module, state: Mapping[str, torch.Tensor], listing: Callable[[Sequence[str]], str] | None = None
+) -> list[str]:
+    """How ``state`` fails to fit ``network``: ``["missing keys: ...", "unexpected keys: ...", "shape mismatches:
+    ..."]`` (only the kinds that occur; empty when it loads strictly). ``listing`` formats each list of names."""
+    listing = listing or _listing
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    return [f"{kind}: {listing(names)}" for kind, names in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+
+
 def load_enhancer_weights(
     network: nn.Module, checkpoint: str | os.PathLike, keys: Sequence[str] = ("ip_network", "network")
 ) -> nn.Module:
@@ -278,13 +293,7 @@ def load_enhancer_weights(
         raise ValueError(f"checkpoint {path} holds no state dict (expected one, or a dict with one of {list(keys)})")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    problems = [f"{what}: {_listing(names)}" for what, names in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+    problems = state_dict_mismatches(network, state)
     if problems:
         raise ValueError(f"checkpoint {path} does not fit the network {type(network).__name__}: "
                          + "; ".join(problems))

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from monai_gradprom.inference import state_dict_mismatches
 from monai_gradprom.utils import atomic_save, load_checkpoint_file
 
 __all__ = [
@@ -232,13 +233,7 @@ def _listing(names: list[str], limit: int = 3) -> str:
 
 def _check_fits(network: torch.nn.Module, state: Mapping[str, torch.Tensor], what: str, hint: str) -> None:
     """Load ``state`` strictly; a mismatch raises a ValueError that counts and samples the differing keys."""
-    expected = network.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    problems = [f"{kind} {_listing(names)}" for kind, names in
-                (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)) if names]
+    problems = [p.replace(": ", " ", 1) for p in state_dict_mismatches(network, state, _listing)]
     if problems:
         raise ValueError(f"{what} does not fit the exported config's {type(network).__name__}: "
                          + "; ".join(problems) + f". {hint}")
