@@ -1,6 +1,7 @@
 """``python -m monai_gradprom.experiments compare``: the comparison protocol on any bundle's data.
 
     python -m monai_gradprom.experiments compare --bundle demo --output_dir outputs/compare/demo --quick
+    python -m monai_gradprom.experiments compare --bundle demo --output_dir O --regime cascade --vr_supervision unsupervised
     python -m monai_gradprom.experiments compare --bundle covid_ct --dataset_dir /data/COVID-CT --output_dir O
     python -m monai_gradprom.experiments compare --bundle mni152 --output_dir O --seeds 3 --scale cpu
 """
@@ -21,16 +22,23 @@ from typing import Any
 import torch
 
 from monai_gradprom.analysis._common import parse_overrides
+from monai_gradprom.config import ConfigError, lock_output_dir, release_output_dir
 from monai_gradprom.experiments.data import load_bundle
 from monai_gradprom.experiments.mni152 import SOURCES
-from monai_gradprom.experiments.protocol import run_seed, summarize_references
-from monai_gradprom.experiments.recognizers import default_min_clean_score
+from monai_gradprom.experiments.protocol import data_record, summarize_references
+from monai_gradprom.experiments.recognizers import JudgeNotReadyError
 from monai_gradprom.experiments.report import write_results
-from monai_gradprom.experiments.settings import SCALES, preset
+from monai_gradprom.experiments.runner import default_jobs, run_units
+from monai_gradprom.experiments.settings import REGIMES, SCALES, VR_STARTS, VR_SUPERVISIONS, as_tuple, preset
+from monai_gradprom.experiments.store import ForeignFolderError, PieceStore, StalePieceError, claim_folder
 
-__all__ = ["main", "compare"]
+__all__ = ["main", "compare", "SetupError"]
 
 logger = logging.getLogger("monai_gradprom.experiments")
+
+
+class SetupError(ValueError):
+    """A setting, option, bundle or data folder that no comparison can run with, found before anything trains."""
 
 
 def _hardware() -> str:
@@ -42,45 +50,70 @@ def _hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs visible, torch threads {torch.get_num_threads()}"
+    return f"{cpu}, {os.cpu_count()} logical CPUs visible"
 
 
 def compare(bundle: str, output_dir: str | os.PathLike, dataset_dir: str | None = None, scale: str = "cpu",
             seeds: int | Sequence[int] | None = None, device: str = "cpu", overrides: dict[str, Any] | None = None,
-            command: str = "", **settings_changes: Any) -> dict[str, Any]:
-    """Run the protocol for every seed and write ``results.json`` / ``results.md`` / figures to ``output_dir``."""
+            command: str = "", jobs: int | None = None, **settings_changes: Any) -> dict[str, Any]:
+    """Run the protocol for every seed and arm and write ``results.json`` / ``results.md`` / figures to
+    ``output_dir``. Settings are checked before anything is loaded or trained; the folder is locked while the
+    comparison runs and refused when it holds another source's comparison."""
     started = time.time()
-    if seeds is not None:  # a count (seeds 0..n-1) or the seeds themselves
-        settings_changes["seeds"] = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
-    settings = preset(scale, **settings_changes)
-    data = load_bundle("demo" if bundle in SOURCES else bundle, dataset_dir,
-                       {**settings.bundle_overrides, **SOURCES.get(bundle, {})}, overrides)
+    try:
+        if seeds is not None:  # a count (seeds 0..n-1) or the seeds themselves
+            if isinstance(seeds, bool) or (isinstance(seeds, int) and seeds < 1):
+                raise ValueError(f"--seeds {seeds!r}: at least one seed is needed")
+            settings_changes["seeds"] = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+        settings = preset(scale, **settings_changes).validate()
+        if jobs is not None and (isinstance(jobs, bool) or jobs < 1):
+            raise ValueError(f"--jobs {jobs!r}: at least one process is needed")
+    except (ValueError, TypeError) as err:
+        raise SetupError(str(err)) from err
+    source = {"bundle": bundle, "dataset_dir": None if dataset_dir is None else str(Path(dataset_dir).resolve())}
+    scale_overrides = {**settings.bundle_overrides, **SOURCES.get(bundle, {})}
+    load_args = ("demo" if bundle in SOURCES else bundle, dataset_dir, scale_overrides, overrides)
+    try:
+        data = load_bundle(*load_args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        raise SetupError(err.args[0] if isinstance(err, KeyError) and err.args else str(err)) from err
     output_dir = Path(output_dir)
-    per_seed = {}
-    for seed in settings.seeds:
-        per_seed[seed] = run_seed(data, settings, seed, output_dir, device)
-    rows = [row for info in per_seed.values() for row in info["rows"]]
-    min_score = settings.min_clean_score
-    if min_score is None:
-        task = data.task_key
-        min_score = default_min_clean_score(task, data.num_classes, data.splits["training"][task] if task == "label" else None)
+    lock_output_dir(output_dir)
+    try:
+        claim_folder(output_dir, source)
+        data_rec = data_record(data, {**source, "scale_overrides": scale_overrides, "overrides": dict(overrides or {})})
+        units = len(settings.seeds) * len(dict.fromkeys(a.regime for a in settings.arms()))
+        jobs = default_jobs(units) if jobs is None else jobs
+        per_seed = run_units(data, load_args, settings, PieceStore(output_dir), data_rec, device, jobs)
+        payload = _payload(bundle, dataset_dir, data, settings, per_seed, started, jobs)
+        write_results(output_dir, payload, command or f"compare --bundle {bundle}")
+    finally:
+        release_output_dir(output_dir)
+    return payload
+
+
+def _payload(bundle, dataset_dir, data, settings, per_seed, started, jobs) -> dict[str, Any]:
+    rows = [row for info in per_seed.values() for arm in info["arms"].values() for row in arm["rows"]]
+    min_score = next(iter(per_seed.values()))["judges"]["fixed_vr"]["min_clean_score"]
     sizes = ", ".join(f"{len(data.splits[s]['clean'])} {s}" for s in ("training", "validation", "test"))
     shape = "x".join(str(n) for n in data.splits["training"]["clean"].shape[2:])
     notes = []
     if settings.min_clean_score is not None and settings.min_clean_score <= 0:
         notes.append("min_clean_score was set to 0: the judges were NOT required to recognise anything. "
                      "Use this only to smoke-test the pipeline; the numbers above say nothing about the methods.")
-    payload = {
+    first = settings.seeds[0]
+    return {
         "bundle": bundle, "dataset_dir": dataset_dir, "degradation": data.degradation, "task_key": data.task_key,
         "num_classes": data.num_classes, "sizes": f"{sizes} images of {shape} pixels",
-        "settings": settings.as_dict(), "min_clean_score": min_score,
-        "references": summarize_references(per_seed), "rows": rows,
-        "per_seed": {str(s): {k: v for k, v in info.items() if k not in ("rows", "curves")} for s, info in per_seed.items()},
-        "curves_first_seed": per_seed[settings.seeds[0]]["curves"],
-        "hardware": _hardware(), "wall_minutes": (time.time() - started) / 60, "notes": notes,
+        "settings": settings.as_dict(), "arms": [a.as_dict() | {"name": a.name} for a in settings.arms()],
+        "min_clean_score": min_score, "references": summarize_references(per_seed), "rows": rows,
+        "per_seed": {str(s): {"judges": info["judges"], "references": info["references"],
+                              "arms": {name: {k: v for k, v in arm.items() if k not in ("rows", "curves")}
+                                       for name, arm in info["arms"].items()}}
+                     for s, info in per_seed.items()},
+        "curves_first_seed": {name: arm["curves"] for name, arm in per_seed[first]["arms"].items()},
+        "hardware": _hardware(), "jobs": jobs, "wall_minutes": (time.time() - started) / 60, "notes": notes,
     }
-    write_results(output_dir, payload, command or f"compare --bundle {bundle}")
-    return payload
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,10 +128,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quick", action="store_true", help="one seed, rho 1, short schedule (< 5 min on 2 CPU cores)")
     c.add_argument("--scale", choices=SCALES, default=None, help="cpu (default) or paper (the papers' sizes, GPU)")
     c.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; 1 with --quick)")
-    c.add_argument("--rho", type=float, nargs="+", default=None, help="recognition pull relative to fidelity")
+    c.add_argument("--regime", nargs="+", choices=REGIMES, default=None,
+                   help="finetune (from a converged plain IP), cascade (the paper's order: warm-up, then co-training); default both")
+    c.add_argument("--vr_start", nargs="+", choices=VR_STARTS, default=None,
+                   help="the co-trained VR starts naive or as the clean-trained judge (default: judge for finetune, naive for cascade)")
+    c.add_argument("--vr_supervision", nargs="+", choices=VR_SUPERVISIONS, default=None,
+                   help="supervised (default) and/or unsupervised (VR matched to the judge on the clean image)")
+    c.add_argument("--rho", type=float, nargs="+", default=None, help="recognition pull relative to fidelity (> 0)")
     c.add_argument("--finetune_steps", type=int, default=None)
+    c.add_argument("--cascade_steps", type=int, default=None)
     c.add_argument("--min_clean_score", type=float, default=None,
                    help="score a judge must reach on clean validation images (default: see docs/experiments.md)")
+    c.add_argument("--jobs", type=int, default=None,
+                   help="worker processes (default: one per CPU core, at most one per unit; 1 runs here)")
     c.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     c.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE", help="bundle config overrides")
     c.add_argument("--protocol", nargs="*", default=None, metavar="KEY=VALUE",
@@ -109,22 +151,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(message)s")
-    logger.setLevel(logging.INFO)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     if args.quick and args.scale not in (None, "quick"):
         raise SystemExit("--quick and --scale are exclusive")
     scale = "quick" if args.quick else (args.scale or "cpu")
-    changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in parse_overrides(args.protocol).items()}
-    if args.rho:
-        changes["rhos"] = tuple(args.rho)
-    if args.finetune_steps is not None:
-        changes["finetune_steps"] = args.finetune_steps
-    if args.min_clean_score is not None:
-        changes["min_clean_score"] = args.min_clean_score
+    try:
+        changes: dict[str, Any] = {k: as_tuple(v) for k, v in parse_overrides(args.protocol).items()}
+    except ValueError as err:
+        raise SystemExit(f"--protocol: {err}") from None
+    for option, key in (("rho", "rhos"), ("regime", "regimes"), ("vr_start", "vr_starts"),
+                        ("vr_supervision", "vr_supervisions")):
+        if getattr(args, option):
+            changes[key] = tuple(getattr(args, option))
+    for key in ("finetune_steps", "cascade_steps", "min_clean_score"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    if args.rho and "matched_rhos" not in changes:  # the matched controls follow the rhos asked for
+        changes["matched_rhos"] = tuple(args.rho) if scale != "quick" else ()
     seeds = changes.pop("seeds", args.seeds)  # --protocol seeds=[1] runs seed 1 alone (e.g. one process per seed)
     argv_list = list(sys.argv[1:] if argv is None else argv)
     command = "python -m monai_gradprom.experiments " + " ".join(shlex.quote(a) for a in argv_list)
-    payload = compare(args.bundle, args.output_dir, args.dataset_dir, scale, seeds, args.device,
-                      parse_overrides(args.set), command, **changes)
+    try:
+        payload = compare(args.bundle, args.output_dir, args.dataset_dir, scale, seeds, args.device,
+                          parse_overrides(args.set), command, args.jobs, **changes)
+    except (SetupError, ConfigError, ForeignFolderError, StalePieceError, JudgeNotReadyError) as err:
+        raise SystemExit(f"compare: {err}") from None
     print(f"wrote {Path(args.output_dir) / 'results.md'} ({payload['wall_minutes']:.1f} min)")
     return 0

@@ -8,7 +8,13 @@ and noise) and then over seeds:
   mean gate weight, so that the gate, not a smaller average pull, is what differs;
 - soft against hard gating, at equal lambda and with hard gating at lambda x (soft's mean weight / hard's mean
   weight), i.e. the same average pull;
-- the smoothed (EMA) gate against the minibatch gate.
+- the smoothed (EMA) gate against the minibatch gate;
+- ``joint`` against ``plain``: whether the regime leaves the recognition term any room at all (a gate can only
+  matter where joint training moves IP away from plain training).
+
+Claims are made within one arm (regime, VR start, VR supervision), on the fixed judge, the unseen judge and each
+strategy's own co-trained VR (``own_vr``: the recognizer that strategy trained, on its IP's output; for ``frozen``
+the fixed judge).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["CLAIMS", "matched_lambda", "paired_differences", "verdict", "pareto_front", "claim_table"]
+__all__ = ["CLAIMS", "CLAIM_METRICS", "matched_lambda", "paired_differences", "verdict", "pareto_front", "claim_table"]
 
 # (claim, better run, worse run): "better" is the papers' expectation
 CLAIMS: tuple[tuple[str, str, str], ...] = (
@@ -28,8 +34,11 @@ CLAIMS: tuple[tuple[str, str, str], ...] = (
     ("soft > hard, equal lambda", "gradprom_soft", "gradprom_hard"),
     ("soft > hard, matched effective lambda", "gradprom_soft", "gradprom_hard_matched_soft"),
     ("smoothed gate > minibatch gate", "gradprom_hard_ema", "gradprom_hard"),
+    ("GradProm (soft) > joint, equal lambda", "gradprom_soft", "joint"),
     ("GradProm (hard) > plain", "gradprom_hard", "plain"),
+    ("joint differs from plain (room for a gate)", "joint", "plain"),
 )
+CLAIM_METRICS = ("psnr", "fixed_vr", "unseen_vr", "own_vr")
 
 
 def matched_lambda(lam: float, mean_gate_weight: float, reference_weight: float = 1.0) -> float:
@@ -46,12 +55,14 @@ def matched_lambda(lam: float, mean_gate_weight: float, reference_weight: float 
 
 
 def paired_differences(rows: Sequence[Mapping[str, Any]], better: str, worse: str, metric: str,
-                       rho: float | None) -> list[float]:
+                       rho: float | None, arm: str | None = None) -> list[float]:
     """``better - worse`` for ``metric`` in each seed that has both runs at ``rho`` (``plain`` has no rho and is
-    paired with every rho of its seed)."""
+    paired with every rho of its seed), within ``arm`` when given (rows without an arm belong to every arm)."""
     def pick(strategy: str) -> dict[int, float]:
         out = {}
         for row in rows:
+            if arm is not None and row.get("arm", arm) != arm:
+                continue
             if row["strategy"] == strategy and (strategy == "plain" or row.get("rho") == rho):
                 value = row.get(metric)
                 if value is not None and value == value:
@@ -106,17 +117,19 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def claim_table(rows: Sequence[Mapping[str, Any]], rhos: Sequence[float],
-                metrics: Sequence[str] = ("psnr", "fixed_vr", "unseen_vr")) -> list[dict[str, Any]]:
-    """Every claim of :data:`CLAIMS` at every rho where both runs exist: a verdict per metric."""
+                metrics: Sequence[str] = CLAIM_METRICS) -> list[dict[str, Any]]:
+    """Every claim of :data:`CLAIMS` in every arm at every rho where both runs exist: a verdict per metric."""
+    arms = list(dict.fromkeys(row.get("arm") for row in rows))
     table = []
-    for claim, better, worse in CLAIMS:
-        for rho in rhos:
-            entry: dict[str, Any] = {"claim": claim, "better": better, "worse": worse, "rho": rho}
-            found = False
-            for metric in metrics:
-                diffs = paired_differences(rows, better, worse, metric, rho)
-                entry[metric] = verdict(diffs)
-                found = found or bool(diffs)
-            if found:
-                table.append(entry)
+    for arm in arms:
+        for claim, better, worse in CLAIMS:
+            for rho in rhos:
+                entry: dict[str, Any] = {"arm": arm, "claim": claim, "better": better, "worse": worse, "rho": rho}
+                found = False
+                for metric in metrics:
+                    diffs = paired_differences(rows, better, worse, metric, rho, arm)
+                    entry[metric] = verdict(diffs)
+                    found = found or bool(diffs)
+                if found:
+                    table.append(entry)
     return table

@@ -1,45 +1,48 @@
-"""The comparison protocol, one seed at a time: judges, plain IP to a plateau, calibrated lambda, gate noise,
-then every strategy fine-tuned from the same IP, scored on the same degraded test images.
+"""The comparison protocol for one seed: judges, then per arm (regime x VR start x VR supervision) the starting
+IP, a calibrated lambda, the gate's noise, and every strategy trained from that IP and scored on the same degraded
+test images.
 
-Each finished piece is saved under ``<output_dir>/seed<k>/`` (judges, plain IP, one JSON per run), so an
-interrupted comparison picks up where it stopped.
+Every piece is kept in a :class:`~monai_gradprom.experiments.store.PieceStore` under the settings it depends on,
+so an interrupted comparison picks up where it stopped and a changed setting is never served a stale piece.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from monai_gradprom import __version__
 from monai_gradprom.analysis._common import build_network, enhance
 from monai_gradprom.experiments.controls import matched_lambda
 from monai_gradprom.experiments.data import BundleData, DegradedStream, degrade_fixed
 from monai_gradprom.experiments.evaluation import enhancement_scores, evaluate_images, reference_scores
 from monai_gradprom.experiments.recognizers import (
+    JudgeNotReadyError,
     build_unseen_recognizer,
     default_min_clean_score,
     pretrain_judge,
     score,
 )
-from monai_gradprom.experiments.schedule import RunSpec, fine_tune, train_plain_to_plateau
-from monai_gradprom.experiments.settings import ProtocolSettings
-from monai_gradprom.utils import atomic_save, atomic_write
+from monai_gradprom.experiments.schedule import RunSpec, fine_tune, train_plain_to_plateau, train_warmup
+from monai_gradprom.experiments.settings import Arm, ProtocolSettings
+from monai_gradprom.experiments.store import PieceStore, settings_digest, tensor_digest
 
-__all__ = ["run_seed", "base_specs", "calibrate", "gate_noise"]
+__all__ = ["run_seed", "train_judges", "base_specs", "calibrate", "gate_noise", "data_record", "STRATEGY_OF",
+           "summarize_references"]
 
 logger = logging.getLogger("monai_gradprom.experiments")
 
 # measurements draw their batches from steps that training never reaches, so its batches stay untouched
 _MEASURE_STEP = 1_000_000_000
 
-_STRATEGY_OF = {
+STRATEGY_OF = {
     "plain": ("plain", "hard"),
     "frozen": ("frozen", "hard"),
     "joint": ("joint", "hard"),
@@ -52,154 +55,270 @@ def base_specs(strategies: tuple[str, ...], lam: float) -> list[RunSpec]:
     """The run of each named strategy at ``lam`` (``gradprom_hard`` -> strategy gradprom, gate hard)."""
     specs = []
     for name in strategies:
-        if name not in _STRATEGY_OF:
-            raise ValueError(f"unknown protocol strategy {name!r}; known: {sorted(_STRATEGY_OF)}")
-        strategy, gate = _STRATEGY_OF[name]
+        if name not in STRATEGY_OF:
+            raise ValueError(f"unknown protocol strategy {name!r}; known: {sorted(STRATEGY_OF)}")
+        strategy, gate = STRATEGY_OF[name]
         specs.append(RunSpec(name, strategy, lam, gate))
     return specs
 
 
-def _trainer_for_measurements(ip: nn.Module, vr: nn.Module, strategy: str, device, task_key: str) -> Any:
+def data_record(data: BundleData, source: Mapping[str, Any]) -> dict[str, Any]:
+    """What every piece of a comparison depends on through its data: the source (bundle, data folder, size
+    overrides), a digest of every clean image and recognition target of every split, the degradation, the task
+    and the package version."""
+    tensors = {f"{split}.{key}": value for split, d in data.splits.items() for key, value in d.items()}
+    return {**dict(source), "digest": tensor_digest(tensors), "degradation": data.degradation,
+            "task_key": data.task_key, "num_classes": data.num_classes, "package": __version__}
+
+
+def _architecture(network: nn.Module) -> str:
+    """A digest of the network's printed structure and parameter shapes: a changed size is another network."""
+    shapes = [(name, tuple(p.shape)) for name, p in network.state_dict().items()]
+    return settings_digest({"repr": repr(network), "shapes": shapes})
+
+
+def _trainer_for_measurements(ip: nn.Module, vr: nn.Module, strategy: str, device, task_key: str,
+                              vr_supervision: str = "supervised", teacher: nn.Module | None = None) -> Any:
     from monai_gradprom.engines import GradPromTrainer
 
-    return GradPromTrainer(
+    trainer = GradPromTrainer(
         device=device, max_epochs=1, train_data_loader=[], ip_network=ip,
         ip_optimizer=torch.optim.SGD(ip.parameters(), lr=0.0), vr_network=vr,
         vr_optimizer=torch.optim.SGD(vr.parameters(), lr=0.0), strategy=strategy, vr_target_key=task_key,
+        vr_supervision=vr_supervision, vr_teacher=copy.deepcopy(teacher) if teacher is not None else None,
     )
+    if vr_supervision == "unsupervised":
+        trainer._make_teachers()  # normally at STARTED; measurements run no epoch
+    return trainer
 
 
 def calibrate(ip: nn.Module, vr: nn.Module, stream: DegradedStream, num_batches: int, device,
-              task_key: str = "label") -> float:
-    """r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters, through the fixed judge (``frozen``'s view),
-    averaged over ``num_batches`` batches of the stream (from steps training never reaches)."""
-    trainer = _trainer_for_measurements(copy.deepcopy(ip), copy.deepcopy(vr).eval(), "frozen", device, task_key)
+              task_key: str = "label", vr_supervision: str = "supervised") -> float:
+    """r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters, through the fixed judge (``frozen``'s view; the
+    judge is its own teacher when unsupervised), averaged over ``num_batches`` batches of the stream (from steps
+    training never reaches)."""
+    judge = copy.deepcopy(vr).eval()
+    trainer = _trainer_for_measurements(copy.deepcopy(ip), judge, "frozen", device, task_key, vr_supervision, vr)
     batches = [stream.batch(_MEASURE_STEP + i) for i in range(num_batches)]
     return float(trainer.measure_gradient_ratio(batches, num_batches=num_batches))
 
 
 def gate_noise(ip: nn.Module, vr: nn.Module, stream: DegradedStream, num_batches: int, device,
-               task_key: str = "label") -> dict[str, Any]:
+               task_key: str = "label", vr_supervision: str = "supervised",
+               teacher: nn.Module | None = None) -> dict[str, Any]:
     """How often a minibatch's cos(G_IP, G_VR) has the sign of the cosine over all ``num_batches`` batches."""
     from monai_gradprom.analysis.gate_agreement import gate_sign_agreement
 
-    trainer = _trainer_for_measurements(copy.deepcopy(ip), copy.deepcopy(vr), "gradprom", device, task_key)
+    trainer = _trainer_for_measurements(copy.deepcopy(ip), copy.deepcopy(vr), "gradprom", device, task_key,
+                                        vr_supervision, teacher)
     batches = [stream.batch(_MEASURE_STEP + 10_000 + i) for i in range(num_batches)]
     result = gate_sign_agreement(trainer, batches)
     return {k: (float(v) if k != "cosines" else [float(c) for c in v]) for k, v in result.items()}
 
 
-def _cached_json(path: Path, make: Callable[[], dict]) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = make()
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value, indent=1)))
-    return value
+@dataclass
+class Judges:
+    """The seed's two clean-trained recognizers, their stored records and training metadata."""
+
+    networks: dict[str, nn.Module]
+    records: dict[str, dict[str, Any]]
+    meta: dict[str, dict[str, Any]]
+    min_score: float
 
 
-def _cached_network(path: Path, network: nn.Module, train: Callable[[], dict], meta_path: Path) -> dict:
-    """Load ``network``'s weights from ``path`` with the metadata saved beside them, or train and save both."""
-    if path.is_file() and meta_path.is_file():
-        network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return json.loads(meta_path.read_text())
-    meta = train()
-    atomic_save(network.state_dict(), path)
-    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-    return meta
+@dataclass
+class SeedContext:
+    data: BundleData
+    settings: ProtocolSettings
+    seed: int
+    store: PieceStore
+    data_rec: dict[str, Any]
+    device: Any = "cpu"
+    validation: dict[str, torch.Tensor] = field(default_factory=dict)
+    test: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return f"seed{self.seed}"
+
+    def arm_folder(self, arm: Arm) -> str:
+        """``seed0/cascade-naive-supervised``: an arm's calibration, gate noise and runs."""
+        return f"{self.folder}/{arm.name.replace('/', '-')}"
 
 
-def run_seed(data: BundleData, settings: ProtocolSettings, seed: int, output_dir: Path,
-             device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Everything the comparison measures for one seed: ``{"rows", "references", "judges", "plain_ip",
-    "calibration", "gate_noise", "curves"}``."""
-    out_dir = Path(output_dir) / f"seed{seed}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    parser, task, k = data.parser, data.task_key, data.num_classes
-    train, val_clean, test_clean = data.splits["training"], data.splits["validation"], data.splits["test"]
-    validation = degrade_fixed(val_clean, data.degradation, settings.eval_seed)
-    test = degrade_fixed(test_clean, data.degradation, settings.eval_seed + 1)
-    min_score = settings.min_clean_score
+def _context(data: BundleData, settings: ProtocolSettings, seed: int, store: PieceStore, data_rec: Mapping[str, Any],
+             device) -> SeedContext:
+    ctx = SeedContext(data, settings, seed, store, dict(data_rec), device)
+    ctx.validation = degrade_fixed(data.splits["validation"], data.degradation, settings.eval_seed)
+    ctx.test = degrade_fixed(data.splits["test"], data.degradation, settings.eval_seed + 1)
+    return ctx
+
+
+def _timed(fn):
+    def wrapped():
+        t0 = time.time()
+        result = fn()
+        result["seconds"] = round(time.time() - t0, 1)
+        result["torch_threads"] = torch.get_num_threads()
+        return result
+    return wrapped
+
+
+def train_judges(ctx: SeedContext) -> Judges:
+    """The fixed judge (the bundle's VR) and the unseen judge, trained on clean images until they recognise
+    (stored per seed; a stored judge below today's ``min_clean_score`` is an error, not a silent reuse)."""
+    data, s = ctx.data, ctx.settings
+    train, val_clean = data.splits["training"], data.splits["validation"]
+    task, k = data.task_key, data.num_classes
+    min_score = s.min_clean_score
     if min_score is None:
         min_score = default_min_clean_score(task, k, train[task] if task == "label" else None)
-
-    # 1. the judges, trained on clean images until they recognise well
-    torch.manual_seed(seed)
-    fixed = build_network(parser, "vr_network_def", device)
-    in_channels = int(train["clean"].shape[1])
-    unseen = build_unseen_recognizer(task, data.spatial_dims, in_channels, k).to(device)
-    judges_meta = {}
+    torch.manual_seed(ctx.seed)
+    fixed = build_network(data.parser, "vr_network_def", ctx.device)
+    unseen = build_unseen_recognizer(task, data.spatial_dims, int(train["clean"].shape[1]), k).to(ctx.device)
+    networks, records, meta = {"fixed_vr": fixed, "unseen_vr": unseen}, {}, {}
     for name, net, salt in (("fixed_vr", fixed, 1), ("unseen_vr", unseen, 2)):
+        record = {"data": ctx.data_rec, "architecture": _architecture(net), "seed": ctx.seed * 10 + salt,
+                  "vr_lr": s.vr_lr, "vr_batch_size": s.vr_batch_size, "vr_max_steps": s.vr_max_steps,
+                  "vr_eval_every": s.vr_eval_every}
+
         def train_judge(name=name, net=net, salt=salt):
-            return pretrain_judge(net, name, train, val_clean, task, k, min_score, settings.vr_max_steps,
-                                  settings.vr_eval_every, settings.vr_batch_size, settings.vr_lr, seed * 10 + salt, device)
-        judges_meta[name] = _cached_network(out_dir / f"{name}.pt", net, train_judge, out_dir / f"{name}.json")
-        judges_meta[name]["min_clean_score"] = min_score
+            return pretrain_judge(net, name, train, val_clean, task, k, 0.0, s.vr_max_steps, s.vr_eval_every,
+                                  s.vr_batch_size, s.vr_lr, ctx.seed * 10 + salt, ctx.device)
+
+        meta[name] = ctx.store.network_piece(ctx.folder, f"judge_{name}", record, net, _timed(train_judge))
+        records[name] = record
         net.eval()
-    judges = {"fixed_vr": fixed, "unseen_vr": unseen}
+        if not meta[name]["clean_score"] >= min_score:
+            raise JudgeNotReadyError(
+                f"recognizer {name!r} (seed {ctx.seed}) reached a best clean validation score of "
+                f"{meta[name]['clean_score']:.3f} in {meta[name]['steps_trained']} steps, below the required "
+                f"{min_score:.3f}: a comparison judged by it would not mean anything. Train longer (vr_max_steps), "
+                "use more data, or lower min_clean_score knowingly.")
+    return Judges(networks, records, meta, min_score)
 
-    # 2. plain IP until its validation PSNR plateaus
-    torch.manual_seed(seed + 100)
-    ip = build_network(parser, "ip_network_def", device)
-    plain_stream = DegradedStream(train, data.degradation, settings.batch_size, seed)
-    plain_meta = _cached_network(
-        out_dir / "plain_ip.pt", ip,
-        lambda: train_plain_to_plateau(ip, plain_stream, validation, settings.ip_lr, settings.eval_every,
-                                       settings.ip_max_steps, settings.plateau_db, settings.patience, device),
-        out_dir / "plain_ip.json",
-    )
-    ip.eval()
-    start_step = int(plain_meta["steps"])
 
-    # 3. lambda from the measured gradient-norm ratio; 4. how noisy the minibatch gate is
-    calibration = _cached_json(out_dir / "calibration.json", lambda: {
-        "ratio": calibrate(ip, fixed, plain_stream, settings.calibration_batches, device, task)})
-    noise = _cached_json(out_dir / "gate_noise.json", lambda: gate_noise(ip, fixed, plain_stream,
-                                                                        settings.agreement_batches, device, task))
+def _start_ip(ctx: SeedContext, arm: Arm) -> tuple[nn.Module, dict[str, Any], dict[str, Any], int]:
+    """The arm's starting IP: the plain IP at its plateau (finetune) or after the shared warm-up (cascade), with
+    its record, metadata and the training step the runs continue from."""
+    data, s = ctx.data, ctx.settings
+    torch.manual_seed(ctx.seed + 100)
+    ip = build_network(data.parser, "ip_network_def", ctx.device)
+    stream = DegradedStream(data.splits["training"], data.degradation, s.batch_size, ctx.seed)
+    common = {"data": ctx.data_rec, "architecture": _architecture(ip), "seed": ctx.seed, "batch_size": s.batch_size,
+              "eval_seed": s.eval_seed}
+    if arm.regime == "finetune":
+        record = {**common, "kind": "plateau", "ip_lr": s.ip_lr, "eval_every": s.eval_every,
+                  "ip_max_steps": s.ip_max_steps, "plateau_db": s.plateau_db, "patience": s.patience}
+        meta = ctx.store.network_piece(ctx.folder, "plain_ip", record, ip, _timed(
+            lambda: train_plain_to_plateau(ip, stream, ctx.validation, s.ip_lr, s.eval_every, s.ip_max_steps,
+                                           s.plateau_db, s.patience, ctx.device)))
+    else:
+        record = {**common, "kind": "warmup", "warmup_lr": s.warmup_lr, "warmup_steps": s.warmup_steps}
+        meta = ctx.store.network_piece(ctx.folder, "warmup_ip", record, ip, _timed(
+            lambda: train_warmup(ip, stream, s.warmup_lr, s.warmup_steps, ctx.validation, ctx.device)))
+    return ip.eval(), record, meta, int(meta["steps"])
 
-    references = reference_scores(test, judges, task, k)
-    plain_start = evaluate_images(enhance(ip, test["image"], test["target"]), test, judges, task, k)
+
+def _start_vr(ctx: SeedContext, arm: Arm, judges: Judges) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The co-trained VR's starting point: the fixed judge, or a naive VR (random, or briefly pretrained)."""
+    if arm.vr_start == "judge":
+        return judges.networks["fixed_vr"], {"judge": judges.records["fixed_vr"]}, {
+            "clean_score": judges.meta["fixed_vr"]["clean_score"]}
+    data, s = ctx.data, ctx.settings
+    torch.manual_seed(ctx.seed + 200)
+    vr = build_network(data.parser, "vr_network_def", ctx.device)
+    record = {"data": ctx.data_rec, "architecture": _architecture(vr), "seed": ctx.seed + 200,
+              "naive_vr_steps": s.naive_vr_steps, **({"vr_lr": s.vr_lr, "vr_batch_size": s.vr_batch_size}
+                                                      if s.naive_vr_steps else {})}
+
+    def make():
+        if s.naive_vr_steps:
+            return pretrain_judge(vr, "naive VR", data.splits["training"], data.splits["validation"], data.task_key,
+                                  data.num_classes, 0.0, s.naive_vr_steps, s.naive_vr_steps, s.vr_batch_size,
+                                  s.vr_lr, ctx.seed + 200, ctx.device)
+        from monai_gradprom.experiments.recognizers import clean_score
+
+        return {"clean_score": clean_score(vr, data.splits["validation"], data.task_key, data.num_classes),
+                "steps": 0, "steps_trained": 0}
+
+    meta = ctx.store.network_piece(ctx.folder, "naive_vr", record, vr, _timed(make))
+    return vr.eval(), {"naive": record}, meta
+
+
+def run_arm(ctx: SeedContext, arm: Arm, judges: Judges) -> dict[str, Any]:
+    """Every strategy of one arm for one seed: ``{"rows", "curves", "start", "vr_start", "calibration",
+    "gate_noise", "plain_start"}``."""
+    data, s = ctx.data, ctx.settings
+    task, k = data.task_key, data.num_classes
+    train = data.splits["training"]
+    fixed = judges.networks["fixed_vr"]
+    ip, ip_record, ip_meta, start_step = _start_ip(ctx, arm)
+    vr, vr_record, vr_meta = _start_vr(ctx, arm, judges)
+    stream = DegradedStream(train, data.degradation, s.batch_size, ctx.seed)
+    sup = arm.vr_supervision
+    folder = ctx.arm_folder(arm)
+    calibration = ctx.store.json_piece(folder, "calibration", {
+        "start": ip_record, "judge": judges.records["fixed_vr"], "vr_supervision": sup,
+        "calibration_batches": s.calibration_batches}, lambda: {
+        "ratio": calibrate(ip, fixed, stream, s.calibration_batches, ctx.device, task, sup)})
+    noise = ctx.store.json_piece(folder, "gate_noise", {
+        "start": ip_record, "vr": vr_record, "judge": judges.records["fixed_vr"], "vr_supervision": sup,
+        "agreement_batches": s.agreement_batches}, lambda: gate_noise(
+        ip, vr, stream, s.agreement_batches, ctx.device, task, sup, fixed))
+    plain_start = evaluate_images(enhance(ip, ctx.test["image"], ctx.test["target"]), ctx.test, judges.networks, task, k)
 
     def curve_fn(net: nn.Module) -> dict[str, float]:
-        images = enhance(net, validation["image"], validation["target"])
-        metrics = enhancement_scores(net, validation)
-        metrics["fixed_vr"] = float(score(fixed, images, validation[task], task, k).mean())
+        images = enhance(net, ctx.validation["image"], ctx.validation["target"])
+        metrics = enhancement_scores(net, ctx.validation)
+        metrics["fixed_vr"] = float(score(fixed, images, ctx.validation[task], task, k).mean())
         return metrics
 
+    steps = s.steps_of(arm)
+    run_common = {"start": ip_record, "vr": vr_record, "judges": judges.records, "vr_supervision": sup,
+                  "regime": arm.regime, "steps": steps, "start_step": start_step, "lr": s.finetune_lr,
+                  "vr_lr": s.finetune_vr_lr, "batch_size": s.batch_size, "curve_every": s.curve_every,
+                  "eval_seed": s.eval_seed}
     rows: list[dict[str, Any]] = []
     curves: dict[str, list] = {}
 
     def run(spec: RunSpec, rho: float | None) -> dict[str, Any]:
         tag = spec.name if rho is None else f"{spec.name}_rho{rho:g}"
-        path = out_dir / "runs" / f"{tag}.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
-        else:
-            stream = DegradedStream(train, data.degradation, settings.batch_size, seed, start=start_step)
+        record = {**run_common, "run": {"name": spec.name, "strategy": spec.strategy, "lam": spec.lam,
+                                        "gate": spec.gate, "options": spec.options, "rho": rho}}
+
+        def make() -> dict[str, Any]:
+            run_stream = DegradedStream(train, data.degradation, s.batch_size, ctx.seed, start=start_step)
             t0 = time.time()
-            result = fine_tune(spec, ip, fixed, stream, settings.finetune_steps, settings.finetune_lr,
-                               settings.finetune_vr_lr, settings.curve_every, curve_fn, device, task)
-            metrics = evaluate_images(enhance(result.ip, test["image"], test["target"]), test, judges, task, k)
-            record = {"strategy": spec.name, "seed": seed, "rho": rho, "lam": spec.lam, **metrics,
-                      "gate_rate": result.gate_rate, "mean_gate_weight": result.mean_gate_weight,
-                      "own_vr": None, "curve": result.curve, "seconds": round(time.time() - t0, 1)}
+            result = fine_tune(spec, ip, vr, run_stream, steps, s.finetune_lr, s.finetune_vr_lr, s.curve_every,
+                               curve_fn, ctx.device, task, judge=fixed, vr_supervision=sup)
+            images = enhance(result.ip, ctx.test["image"], ctx.test["target"])
+            metrics = evaluate_images(images, ctx.test, judges.networks, task, k)
+            own = None
             if result.vr is not None:
-                own = enhance(result.ip, test["image"], test["target"])
-                record["own_vr"] = float(score(result.vr, own, test[task], task, k).mean())
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
-            logger.info("seed %d %s: PSNR %.2f fixed VR %.3f unseen VR %.3f gate %s (%.0f s)", seed, tag,
-                        record["psnr"], record["fixed_vr"], record["unseen_vr"], record["gate_rate"], record["seconds"])
-        curves[tag] = record.pop("curve")
-        rows.append(record)
-        return record
+                own = float(score(result.vr, images, ctx.test[task], task, k).mean())
+            elif spec.strategy == "frozen":
+                own = metrics["fixed_vr"]  # frozen's VR is the fixed judge
+            out = {"strategy": spec.name, "seed": ctx.seed, "rho": rho, "lam": spec.lam, **arm.as_dict(),
+                   "arm": arm.name, **metrics, "own_vr": own, "gate_rate": result.gate_rate,
+                   "mean_gate_weight": result.mean_gate_weight, "curve": result.curve,
+                   "seconds": round(time.time() - t0, 1), "torch_threads": torch.get_num_threads()}
+            logger.info("seed %d %s %s: PSNR %.2f fixed VR %.3f unseen VR %.3f own VR %s gate %s (%.0f s)", ctx.seed,
+                        arm.name, tag, out["psnr"], out["fixed_vr"], out["unseen_vr"],
+                        "-" if own is None else f"{own:.3f}", out["gate_rate"], out["seconds"])
+            return out
+
+        result = dict(ctx.store.json_piece(folder, f"run_{tag}", record, make))
+        curves[tag] = result.pop("curve")
+        rows.append(result)
+        return result
 
     run(RunSpec("plain", "plain", 0.0), None)
     ratio = calibration["ratio"]
-    for rho in settings.rhos:
+    for rho in s.rhos:
         lam = rho / ratio if ratio > 0 else 0.0
-        results = {spec.name: run(spec, rho) for spec in base_specs(settings.strategies, lam)}
-        if any(abs(rho - m) < 1e-12 for m in settings.matched_rhos):
+        results = {spec.name: run(spec, rho) for spec in base_specs(s.strategies, lam)}
+        if any(abs(rho - m) < 1e-12 for m in s.matched_rhos):
             for gate in ("hard", "soft"):
                 gated = results.get(f"gradprom_{gate}")
                 if gated is not None and gated["mean_gate_weight"] is not None:
@@ -208,19 +327,25 @@ def run_seed(data: BundleData, settings: ProtocolSettings, seed: int, output_dir
             if hard and soft and hard["mean_gate_weight"]:
                 lam_h = matched_lambda(lam, soft["mean_gate_weight"], hard["mean_gate_weight"])
                 run(RunSpec("gradprom_hard_matched_soft", "gradprom", lam_h, "hard"), rho)
-        if settings.smoothed_gate_rho is not None and abs(rho - settings.smoothed_gate_rho) < 1e-12:
-            run(RunSpec("gradprom_hard_ema", "gradprom", lam, "hard", {"cos_ema": settings.smoothed_gate_beta}), rho)
+        if s.smoothed_gate_rho is not None and abs(rho - s.smoothed_gate_rho) < 1e-12:
+            run(RunSpec("gradprom_hard_ema", "gradprom", lam, "hard", {"cos_ema": s.smoothed_gate_beta}), rho)
+    return {"rows": rows, "curves": curves, "start": ip_meta, "vr_start": vr_meta, "plain_start": plain_start,
+            "calibration": {**calibration, "lam_per_rho": {str(r): (r / ratio if ratio > 0 else 0.0) for r in s.rhos}},
+            "gate_noise": noise}
 
-    elapsed = time.time() - started
-    logger.info("seed %d done in %.0f s", seed, elapsed)
-    # the first complete pass's time is kept: a later invocation that only reads the saved runs takes seconds
-    timing = _cached_json(out_dir / "timing.json", lambda: {"seconds": round(elapsed, 1), "torch_threads": torch.get_num_threads()})
-    return {
-        "timing": timing,
-        "rows": rows, "references": references, "plain_start": plain_start, "judges": judges_meta,
-        "plain_ip": plain_meta, "calibration": {**calibration, "lam_per_rho": {str(r): r / ratio for r in settings.rhos}},
-        "gate_noise": noise, "curves": curves,
-    }
+
+def run_seed(data: BundleData, settings: ProtocolSettings, seed: int, store: PieceStore,
+             data_rec: Mapping[str, Any], device: torch.device | str = "cpu",
+             arms: Sequence[Arm] | None = None) -> dict[str, Any]:
+    """Everything the comparison measures for one seed (``arms``: a subset of the settings' arms):
+    ``{"judges", "references", "arms": {arm name: run_arm(...)}}``."""
+    ctx = _context(data, settings, seed, store, data_rec, device)
+    judges = train_judges(ctx)
+    out = {"judges": {n: {**m, "min_clean_score": judges.min_score} for n, m in judges.meta.items()},
+           "references": reference_scores(ctx.test, judges.networks, data.task_key, data.num_classes), "arms": {}}
+    for arm in arms if arms is not None else settings.arms():
+        out["arms"][arm.name] = run_arm(ctx, arm, judges)
+    return out
 
 
 def summarize_references(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[str, float]]:

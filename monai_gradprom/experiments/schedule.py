@@ -1,5 +1,6 @@
-"""The protocol's training schedule, on the project's own GradPromTrainer: plain IP to a plateau, then one
-fine-tuning run per strategy from that IP with a fresh optimizer, plain continuing alongside as the control.
+"""The protocol's training schedule, on the project's own GradPromTrainer: plain IP to a plateau (the
+``finetune`` regime's start) or a short plain warm-up (the ``cascade`` regime's start), then one run per strategy
+from that IP with a fresh optimizer, plain continuing alongside as the control.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from monai_gradprom.engines import GradPromTrainer
 from monai_gradprom.experiments.data import DegradedStream
 from monai_gradprom.experiments.evaluation import enhancement_scores
 
-__all__ = ["RunSpec", "FineTuneResult", "train_plain_to_plateau", "fine_tune", "plateau_reached"]
+__all__ = ["RunSpec", "FineTuneResult", "train_plain_to_plateau", "train_warmup", "fine_tune", "plateau_reached"]
 
 logger = logging.getLogger("monai_gradprom.experiments")
 
@@ -75,6 +76,21 @@ def train_plain_to_plateau(
             "kept_step": best["step"], "kept_val_psnr": best["psnr"]}
 
 
+def train_warmup(ip: nn.Module, stream: DegradedStream, lr: float, steps: int,
+                 validation: Mapping[str, torch.Tensor], device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Train IP alone for ``steps`` steps at ``lr`` (the GradProm paper warms IP up "for some epochs" at 1e-4
+    before VR is cascaded); no plateau, no weight selection. Returns the steps and the validation PSNR reached."""
+    if steps > 0:
+        trainer = GradPromTrainer(
+            device=device, max_epochs=1, epoch_length=steps, train_data_loader=iter(stream), ip_network=ip,
+            ip_optimizer=torch.optim.Adam(ip.parameters(), lr=lr), strategy="plain",
+        )
+        trainer.run()
+    psnr = enhancement_scores(ip, validation)["psnr"]
+    logger.info("IP warm-up: validation PSNR %.2f dB after %d steps", psnr, steps)
+    return {"steps": int(steps), "val_psnr": psnr}
+
+
 @dataclass
 class RunSpec:
     """One fine-tuning run: a protocol name, the trainer's strategy / gate / options, and its lambda."""
@@ -111,13 +127,18 @@ def fine_tune(
     curve_fn: Callable[[nn.Module], dict[str, float]],
     device: torch.device | str = "cpu",
     task_key: str = "label",
+    judge: nn.Module | None = None,
+    vr_supervision: str = "supervised",
 ) -> FineTuneResult:
-    """Fine-tune a copy of ``ip_start`` under ``spec`` for ``steps`` steps with a fresh Adam (IP at ``lr``; a
-    co-trained VR, a copy of ``vr_start``, at ``vr_lr``), VR supervised by the batch key ``task_key``.
+    """Train a copy of ``ip_start`` under ``spec`` for ``steps`` steps with a fresh Adam (IP at ``lr``; a
+    co-trained VR, a copy of ``vr_start``, at ``vr_lr``), VR supervised by the batch key ``task_key``, or, with
+    ``vr_supervision="unsupervised"``, by the fixed ``judge`` on the clean image (its teacher).
+    ``frozen`` trains through ``judge`` (default: ``vr_start``): RA processing needs a recognizer that works.
     ``curve_fn(ip)`` is recorded every ``curve_every`` steps.
     The gate statistics are the share of steps with cos >= 0 and the mean gate weight (GradProm-type runs)."""
+    judge = vr_start if judge is None else judge
     ip = copy.deepcopy(ip_start).to(device)
-    vr = copy.deepcopy(vr_start).to(device)
+    vr = copy.deepcopy(vr_start if spec.trains_vr else judge).to(device)
     if not spec.trains_vr:
         for p in vr.parameters():
             p.requires_grad_(False)
@@ -128,6 +149,8 @@ def fine_tune(
         vr_network=vr if spec.strategy != "plain" else None,
         vr_optimizer=torch.optim.Adam(vr.parameters(), lr=vr_lr) if spec.trains_vr else None,
         strategy=spec.strategy, lam=spec.lam, gate=spec.gate, strategy_options=spec.options, vr_target_key=task_key,
+        vr_supervision=vr_supervision if spec.strategy != "plain" else "supervised",
+        vr_teacher=judge if vr_supervision == "unsupervised" and spec.strategy != "plain" else None,
     )
     curve = [{"step": 0, **curve_fn(ip)}]
     cosines: list[torch.Tensor] = []

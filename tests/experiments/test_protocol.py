@@ -17,7 +17,9 @@ from monai_gradprom.experiments.recognizers import JudgeNotReadyError, default_m
 TINY_DEMO = {"image_size": 32, "num_train": 16, "num_val": 8, "num_test": 8, "ip_channels": 4, "ip_blocks": 1,
              "vr_arch": "resnet10"}
 TINY_PROTOCOL = ["vr_max_steps=2", "vr_eval_every=1", "ip_max_steps=2", "eval_every=1", "finetune_steps=2",
-                 "curve_every=1", "calibration_batches=1", "agreement_batches=2", "batch_size=4", "vr_batch_size=4"]
+                 "warmup_steps=2", "cascade_steps=2", "curve_every=1", "calibration_batches=1", "agreement_batches=2",
+                 "batch_size=4", "vr_batch_size=4"]
+TINY_SET = ["--set", *[f"{k}={v}" for k, v in TINY_DEMO.items()]]
 
 
 def _split(n=12, classes=2):
@@ -125,31 +127,126 @@ def test_a_misspelt_bundle_override_is_an_error():
         load_bundle("demo", None, {"num_trainn": 3}, {"image_sise": 32})  # a scale's unknown key is skipped
 
 
-def _compare(tmp_path, bundle, *extra):
-    out = tmp_path / bundle
+def _compare(tmp_path, bundle, *extra, folder=None):
+    out = tmp_path / (folder or bundle)
     argv = ["compare", "--bundle", bundle, "--output_dir", str(out), "--quick", "--min_clean_score", "0",
-            "--protocol", *TINY_PROTOCOL, *extra]
+            "--jobs", "1", "--protocol", *TINY_PROTOCOL, *extra]
     assert main(argv) == 0
     return out, json.loads((out / "results.json").read_text())
 
 
+def _pieces(out, pattern):
+    return {p.name: p.stat().st_mtime_ns for p in out.glob(pattern)}
+
+
 def test_compare_demo_writes_the_contract(tmp_path):
-    out, result = _compare(tmp_path, "demo", "--set", *[f"{k}={v}" for k, v in TINY_DEMO.items()])
-    strategies = {row["strategy"] for row in result["rows"]}
-    assert strategies == {"plain", "frozen", "joint", "gradprom_hard", "gradprom_soft"}
+    out, result = _compare(tmp_path, "demo", *TINY_SET)
+    arms = {row["arm"] for row in result["rows"]}
+    assert arms == {"finetune/judge/supervised", "cascade/naive/supervised"}
+    for arm in arms:
+        strategies = {row["strategy"] for row in result["rows"] if row["arm"] == arm}
+        assert strategies == {"plain", "frozen", "joint", "gradprom_hard", "gradprom_soft"}
     for row in result["rows"]:
-        assert {"strategy", "seed", "lam", "psnr", "ssim", "fixed_vr", "unseen_vr", "gate_rate"} <= set(row)
+        assert {"strategy", "seed", "lam", "psnr", "ssim", "fixed_vr", "unseen_vr", "own_vr", "gate_rate",
+                "regime", "vr_start", "vr_supervision"} <= set(row)
+        assert row["arm"] == f"{row['regime']}/{row['vr_start']}/{row['vr_supervision']}"
         assert (row["gate_rate"] is not None) == row["strategy"].startswith("gradprom")
-    ratio = result["per_seed"]["0"]["calibration"]["ratio"]
-    frozen = next(r for r in result["rows"] if r["strategy"] == "frozen")
-    assert frozen["lam"] == pytest.approx(1.0 / ratio)  # rho 1
+        assert (row["own_vr"] is None) == (row["strategy"] == "plain")
+        if row["strategy"] == "frozen":
+            assert row["own_vr"] == row["fixed_vr"]  # frozen's VR is the fixed judge
+    for arm in arms:  # lambda is rho / r of the arm's own start
+        ratio = result["per_seed"]["0"]["arms"][arm]["calibration"]["ratio"]
+        frozen = next(r for r in result["rows"] if r["strategy"] == "frozen" and r["arm"] == arm)
+        assert frozen["lam"] == pytest.approx(1.0 / ratio)  # rho 1
+    # the cascade's co-trained VR starts naive: at chance, not as the judge
+    assert result["per_seed"]["0"]["arms"]["cascade/naive/supervised"]["vr_start"]["steps"] == 0
+    gradprom_vs_joint = [c for c in result["claims"] if c["claim"] == "GradProm (hard) > joint, equal lambda"]
+    assert {c["arm"] for c in gradprom_vs_joint} == arms and all("own_vr" in c for c in gradprom_vs_joint)
     for ref in ("noisy", "clean"):
         assert {"fixed_vr", "unseen_vr"} <= set(result["references"][ref])
     assert (out / "results.md").read_text().count("min_clean_score was set to 0") == 1
     assert (out / "pareto.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
-    # a second invocation reuses every saved piece and writes the same rows
-    _, again = _compare(tmp_path, "demo", "--set", *[f"{k}={v}" for k, v in TINY_DEMO.items()])
+    # a second invocation reuses every saved piece (not one file rewritten) and writes the same rows
+    before = _pieces(out, "seed0/**/*-*.*")
+    _, again = _compare(tmp_path, "demo", *TINY_SET)
+    assert _pieces(out, "seed0/**/*-*.*") == before
     assert [r["psnr"] for r in again["rows"]] == [r["psnr"] for r in result["rows"]]
+
+
+def test_a_changed_setting_is_never_served_from_a_stale_piece(tmp_path):
+    out, first = _compare(tmp_path, "demo", *TINY_SET, "--regime", "finetune")
+    judges = _pieces(out, "seed0/judge_*")
+    # fewer fine-tuning steps: judges and the plain IP are reused, every run is computed anew
+    _, shorter = _compare(tmp_path, "demo", *TINY_SET, "--regime", "finetune", "--finetune_steps", "1")
+    assert _pieces(out, "seed0/judge_*") == judges
+    assert len(_pieces(out, "seed0/plain_ip-*.json")) == 1
+    assert len(_pieces(out, "seed0/finetune-judge-supervised/run_joint_rho1-*.json")) == 2
+    assert all(len(r["curve"]) == 2 for r in (json.loads(p.read_text())["result"] for p in
+               out.glob("seed0/finetune-judge-supervised/run_*")) if len(r["curve"]) < 3)
+    # another noise level: nothing may be reused, the references and every run change, the old pieces stay
+    _, noisier = _compare(tmp_path, "demo", *TINY_SET, "degradation=gaussian:0.3", "--regime", "finetune")
+    assert noisier["degradation"] == "gaussian:0.3"
+    assert noisier["references"]["noisy"]["psnr"] < first["references"]["noisy"]["psnr"] - 5
+    assert len(_pieces(out, "seed0/judge_fixed_vr-*.json")) == 2 and len(_pieces(out, "seed0/plain_ip-*.json")) == 2
+    old = {(r["strategy"], r["rho"]): r["psnr"] for r in first["rows"]}
+    assert all(r["psnr"] != old[(r["strategy"], r["rho"])] for r in noisier["rows"])
+    # and the first settings are still served exactly
+    _, back = _compare(tmp_path, "demo", *TINY_SET, "--regime", "finetune")
+    assert [r["psnr"] for r in back["rows"]] == [r["psnr"] for r in first["rows"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--rho", "-1"], r"rhos=\(-1\.0,\): each rho must be a finite number > 0"),
+    (["--rho", "nan"], r"rhos=\(nan,\): each rho must be a finite number > 0"),
+    (["--seeds", "0"], r"--seeds 0: at least one seed"),
+    (["--protocol", "finetune_steps=0"], r"finetune_steps=0: must be a whole number >= 1"),
+    (["--protocol", "regimes=[\"cascad\"]"], r"'cascad' is not one of \('finetune', 'cascade'\)"),
+    (["--jobs", "0"], r"--jobs 0"),
+    (["--set", "image_sise=32"], r"no key 'image_sise'.*did you mean 'image_size'"),
+])
+def test_bad_arguments_are_named_before_anything_trains(tmp_path, extra, message):
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit, match=message):
+        main(["compare", "--bundle", "demo", "--output_dir", str(out), "--quick", *extra])
+    assert not out.exists()
+
+
+def test_a_running_comparison_keeps_others_out_of_its_folder(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".monai_gradprom.lock").write_text(json.dumps(
+            {"pid": holder.pid, "host": socket.gethostname(), "started": "now", "command": "compare"}))
+        with pytest.raises(SystemExit, match=rf"in use by another run \(pid {holder.pid}"):
+            main(["compare", "--bundle", "demo", "--output_dir", str(out), "--quick", "--jobs", "1", *TINY_SET])
+        assert sorted(p.name for p in out.iterdir()) == [".monai_gradprom.lock"]
+    finally:
+        holder.kill()
+
+
+def test_a_folder_of_another_source_is_refused_by_the_command(tmp_path):
+    out, _ = _compare(tmp_path, "demo", *TINY_SET, "--regime", "cascade")
+    with pytest.raises(SystemExit, match=r"comparison\.json.*dataset_dir: None -> '"):
+        main(["compare", "--bundle", "demo", "--dataset_dir", str(tmp_path), "--output_dir", str(out), "--quick",
+              "--min_clean_score", "0", "--protocol", *TINY_PROTOCOL, *TINY_SET])
+
+
+@pytest.mark.slow
+def test_worker_processes_compute_what_the_sequential_runner_computes(tmp_path):
+    _, sequential = _compare(tmp_path, "demo", *TINY_SET, folder="one")
+    _, parallel = _compare(tmp_path, "demo", *TINY_SET, "--jobs", "2", folder="two")
+    assert parallel["jobs"] == 2
+    key = lambda r: (r["arm"], r["strategy"], r["rho"])  # noqa: E731
+    expected = {key(r): r for r in sequential["rows"]}
+    assert len(parallel["rows"]) == len(expected)
+    for row in parallel["rows"]:
+        for metric in ("psnr", "ssim", "fixed_vr", "unseen_vr"):
+            assert row[metric] == pytest.approx(expected[key(row)][metric], abs=1e-3)
 
 
 @pytest.mark.slow
