@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from monai_gradprom.analysis._common import parse_overrides
 from monai_gradprom.experiments.data import load_bundle
 from monai_gradprom.experiments.mni152 import SOURCES
 from monai_gradprom.experiments.protocol import run_seed, summarize_references
 from monai_gradprom.experiments.recognizers import default_min_clean_score
 from monai_gradprom.experiments.report import write_results
 from monai_gradprom.experiments.settings import SCALES, preset
+from monai_gradprom.workflow import parse_overrides
 
 __all__ = ["main", "compare"]
 

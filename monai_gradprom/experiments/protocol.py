@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_gradprom.analysis._common import build_network, enhance
 from monai_gradprom.experiments.controls import matched_lambda
 from monai_gradprom.experiments.data import BundleData, DegradedStream, degrade_fixed
 from monai_gradprom.experiments.evaluation import enhancement_scores, evaluate_images, reference_scores
@@ -31,6 +30,7 @@ from monai_gradprom.experiments.recognizers import (
 from monai_gradprom.experiments.schedule import RunSpec, fine_tune, train_plain_to_plateau
 from monai_gradprom.experiments.settings import ProtocolSettings
 from monai_gradprom.utils import atomic_save, atomic_write
+from monai_gradprom.workflow import build_network, enhance
 
 __all__ = ["run_seed", "base_specs", "calibrate", "gate_noise"]
 
