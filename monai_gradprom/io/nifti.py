@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,21 @@ def nifti_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 def nifti_values(path: str | os.PathLike) -> np.ndarray:
-    """The voxel values (``scl_slope`` / ``scl_inter`` applied), in the file's ``(i, j, k)`` order."""
-    reader = NibabelReader()
-    values, _ = reader.get_data(reader.read(str(path)))
-    return np.asarray(values)
+    """The voxel values (``scl_slope`` / ``scl_inter`` applied), in the file's ``(i, j, k)`` order.
+
+    The header is checked first, and an uncompressed file's length against it, so that a file that is not a
+    NIfTI or is cut off gets a one-line error saying so (nibabel's own guesses at the type or spans two lines).
+    """
+    path = Path(path)
+    with _open(path) as stream:
+        header = nifti_header(stream)
+    if not path.name.lower().endswith(".gz"):
+        held = path.stat().st_size - int(header["vox_offset"])
+        expected = math.prod(int(s) for s in header.get_data_shape()) * header.get_data_dtype().itemsize
+        if held < expected:
+            raise ValueError(f"{held} bytes of voxel data, the header expects {expected}")
+    # what NibabelReader.get_data returns as its array, without the RAS affine and metadata it also builds
+    return np.asanyarray(NibabelReader().read(str(path)).dataobj)
 
 
 def read_nifti(path: Path, intensity: str) -> EnhanceInput:
