@@ -35,8 +35,15 @@ back), so the written file's geometry is exactly the source's.
 - :mod:`~monai_gradprom.io.image`: :func:`read_image`, :func:`write_like`, :func:`read_values`.
 """
 
-from monai_gradprom.io.base import INTENSITY_MODES, SUPPORTED_SUFFIXES, EnhanceInput, NotAnImageError, image_format, is_dicom
-from monai_gradprom.io.image import _READERS, _WRITERS, read_image, read_values, write_like  # noqa: F401 - the dispatch tables, which tests patch
+from monai_gradprom.io.base import (
+    INTENSITY_MODES,
+    SUPPORTED_SUFFIXES,
+    EnhanceInput,
+    NotAnImageError,
+    image_format,
+    is_dicom,
+)
+from monai_gradprom.io.image import _READERS, _WRITERS, read_image, read_values, write_like  # noqa: F401 (tests patch)
 from monai_gradprom.io.itk_image import metaimage_header, metaimage_shape
 from monai_gradprom.io.nifti import nifti_shape
 from monai_gradprom.io.raster import open_raster, raster_size

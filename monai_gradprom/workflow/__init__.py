@@ -9,7 +9,14 @@ Shared by the analysis tools, the comparison protocol (:mod:`monai_gradprom.expe
 - :mod:`~monai_gradprom.workflow.outputs`: strict JSON, CSV and PNG figures, written atomically.
 """
 
-from monai_gradprom.workflow.config import get_config, load_bundle_config, parse_overrides, seed_transforms, split_items, task_of
+from monai_gradprom.workflow.config import (
+    get_config,
+    load_bundle_config,
+    parse_overrides,
+    seed_transforms,
+    split_items,
+    task_of,
+)
 from monai_gradprom.workflow.networks import (
     NO_PROCESSING,
     build_network,
