@@ -25,6 +25,7 @@ from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext,
 
 __all__ = ["GradPromTrainer", "prepare_enhancement_batch", "mark_pretrained", "is_pretrained"]
 
+
 def prepare_enhancement_batch(
     batchdata: Mapping[str, Any],
     device: torch.device | str | None = None,
