@@ -303,3 +303,23 @@ def test_result_of_the_wrong_shape_is_refused(tmp_path):
     source = io.read_image(tmp_path / "a.png")
     with pytest.raises(ValueError, match="o.png"):
         io.write_like(np.zeros((3, 4, 4)), source, tmp_path / "o.png")
+
+
+def test_read_values_are_the_stored_values_read_image_maps(tmp_path):
+    """The data checks look at the very values inference enhances: read_values gives them unmapped."""
+    import itk
+
+    volume = np.arange(-60, 60, dtype=np.int16).reshape(4, 5, 6)  # numpy (z, y, x)
+    itk.imwrite(itk.image_from_array(volume), str(tmp_path / "v.mhd"))
+    nifti = nib.Nifti1Image(volume.T.astype(np.int16), np.eye(4))
+    nifti.header.set_slope_inter(0.5, 10.0)
+    nib.save(nifti, str(tmp_path / "v.nii.gz"))
+    np.testing.assert_array_equal(io.read_values(tmp_path / "v.mhd"), volume)
+    np.testing.assert_allclose(io.read_values(tmp_path / "v.nii.gz"), volume.T * 0.5 + 10.0)
+    for name, low, high in (("v.mhd", -60, 59), ("v.nii.gz", -20.0, 39.5)):
+        source = io.read_image(tmp_path / name, intensity="minmax")
+        assert (source.low, source.high) == (low, high)
+    nib.save(nib.Nifti1Image(volume.T.copy(), np.eye(4)), str(tmp_path / "full.nii"))
+    (tmp_path / "cut.nii").write_bytes((tmp_path / "full.nii").read_bytes()[:-40])
+    with pytest.raises(ValueError, match="200 bytes of voxel data, the header expects 240"):
+        io.read_values(tmp_path / "cut.nii")

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_gradprom.analysis._common import pyplot, save_figure, write_csv, write_json
+from monai_gradprom.workflow import pyplot, save_figure, write_csv, write_json
 
 __all__ = ["read_metrics", "summarize_metrics", "plot_metric_bars", "expand_groups", "group_by_field"]
 

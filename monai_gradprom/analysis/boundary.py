@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from monai_gradprom.analysis._common import progress, pyplot, save_figure
+from monai_gradprom.analysis._common import progress
+from monai_gradprom.workflow import pyplot, save_figure
 
 __all__ = [
     "BoundaryDistance",

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from monai_gradprom.analysis._common import pyplot, save_figure, write_json
 from monai_gradprom.analysis.qualitative import to_display
+from monai_gradprom.workflow import pyplot, save_figure, write_json
 
 __all__ = ["default_target_layer", "class_activation_maps", "plot_cam_grid", "minmax_normalizer", "CAM_METHODS"]
 

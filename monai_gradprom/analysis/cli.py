@@ -190,7 +190,7 @@ def _transfer(args) -> dict:
 
 
 def _domain(args) -> dict:
-    from monai_gradprom.analysis._common import parse_overrides
+    from monai_gradprom.workflow import parse_overrides
     from monai_gradprom.analysis.domain import evaluate_checkpoint
 
     return evaluate_checkpoint(
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"python -m monai_gradprom.analysis {args.tool}: error: {message}", file=sys.stderr)
         return 2
-    from monai_gradprom.analysis._common import _finite
+    from monai_gradprom.workflow import json_safe
 
-    print(json.dumps(_finite(summary), indent=1))
+    print(json.dumps(json_safe(summary), indent=1))
     return 0

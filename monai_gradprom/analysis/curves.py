@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from monai_gradprom.analysis._common import pyplot, save_figure, write_csv
+from monai_gradprom.workflow import pyplot, save_figure, write_csv
 
 __all__ = ["read_scalars", "plot_training_curves", "DEFAULT_CURVE_TAGS", "smooth"]
 

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_gradprom.analysis._common import build_network, get_config, load_bundle_config, seed_transforms, split_items
 from monai_gradprom.utils import require_file
+from monai_gradprom.workflow import build_network, get_config, load_bundle_config, seed_transforms, split_items
 
 __all__ = ["evaluate_checkpoint"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from monai_gradprom.analysis._common import pyplot, save_figure, write_json
+from monai_gradprom.workflow import pyplot, save_figure, write_json
 
 __all__ = ["image_quality", "plot_qualitative_grid", "to_display"]
 

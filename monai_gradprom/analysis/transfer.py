@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monai_gradprom.analysis._common import enhance, iter_batches, progress, pyplot, save_figure, write_csv, write_json
+from monai_gradprom.analysis._common import iter_batches, progress
+from monai_gradprom.workflow import enhance, pyplot, save_figure, write_csv, write_json
 
 __all__ = ["TransferTable", "recognition_scores", "transfer_table", "train_recognizers", "plot_transfer_table"]
 

@@ -25,6 +25,7 @@ import torch
 
 from monai_gradprom.inference import state_dict_mismatches
 from monai_gradprom.utils import atomic_save, load_checkpoint_file
+from monai_gradprom.workflow import parse_overrides
 
 __all__ = [
     "CONFIG_FILES",
@@ -103,21 +104,6 @@ def split_checkpoint(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.Ten
             f"checkpoint {path} holds neither a training checkpoint (key 'ip_network') nor a state dict; "
             f"found {keys}"
         ) from None
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: value}``; values are JSON where they parse (``8``, ``null``,
-    ``[64, 64]``, ``"x"``), strings otherwise, as MONAI's command line reads them."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
-    return out
 
 
 def _locate(config: Any, id_: str) -> tuple[Any, Any] | None:

@@ -20,16 +20,18 @@ import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from monai_gradprom.data.reproducible import RNGStates
+from monai_gradprom.engines.wiring import autocast, make_teachers, recognition_losses
 from monai_gradprom.gradients import all_reduce_mean_, grads_of, norm
 from monai_gradprom.strategies import Strategy, TransformerStrategy
 
-if TYPE_CHECKING:
-    from monai_gradprom.engines.trainer import GradPromTrainer
+#: A :class:`~monai_gradprom.engines.GradPromTrainer`, taken duck-typed: the trainer imports this module, so
+#: this module names the trainer's type without importing it (the shared wiring lives in ``engines.wiring``).
+_Trainer = Any
 
 __all__ = [
     "preserved_training_state",
@@ -51,13 +53,13 @@ class _ThroughTransformer(TransformerStrategy):
         return transformer(enhanced)
 
 
-def _modules(trainer: GradPromTrainer) -> list[torch.nn.Module]:
+def _modules(trainer: _Trainer) -> list[torch.nn.Module]:
     nets = [trainer.ip_network, *trainer.vr_networks.values(), trainer.transformer_network]
     return [m for m in nets if m is not None]
 
 
 @contextlib.contextmanager
-def preserved_training_state(trainer: GradPromTrainer) -> Iterator[None]:
+def preserved_training_state(trainer: _Trainer) -> Iterator[None]:
     """Restore on exit what a measuring forward pass may change: every submodule's train/eval flag, every
     buffer of IP, VR and T (BatchNorm running statistics and counters) and the global RNG states (dropout,
     a data loader's sampler), so that a measurement leaves training and its data stream as they were."""
@@ -77,7 +79,7 @@ def preserved_training_state(trainer: GradPromTrainer) -> Iterator[None]:
 
 
 def recognition_gradients(
-    trainer: GradPromTrainer, batchdata: Mapping[str, Any], strategy: Strategy | None = None
+    trainer: _Trainer, batchdata: Mapping[str, Any], strategy: Strategy | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``(G_IP, G_VR)`` on one batch: the gradients of L_IP and of the total recognition loss (the sum over
     tasks) w.r.t. IP's trainable parameters, wired as ``strategy`` (default: the trainer's) trains, averaged
@@ -96,17 +98,17 @@ def recognition_gradients(
     if trainer.transformer_network is not None:
         trainer.transformer_network.train(strategy.needs_transformer)
     if trainer.vr_supervision == "unsupervised":
-        trainer._make_teachers()
+        make_teachers(trainer)
     wiring = _ThroughTransformer(lam=strategy.lam) if strategy.needs_transformer else strategy
     params = [p for p in trainer.ip_network.parameters() if p.requires_grad]
     # with a float16 gradient scaler, scale both losses alike (ratio and cosine are scale invariant) so that
     # small gradients do not underflow; get_scale() does not initialise or change the scaler
     scale = float(trainer.scaler.get_scale()) if trainer.scaler is not None else 1.0
     with torch.enable_grad():
-        with trainer._autocast():
+        with autocast(trainer):
             enhanced = trainer.ip_network(batch[trainer.image_key])
             loss_ip = trainer.ip_loss_function(enhanced, batch[trainer.target_key])
-            losses = trainer._recognition_losses(wiring, enhanced, batch)
+            losses = recognition_losses(trainer, wiring, enhanced, batch)
         loss_vr = torch.stack([v.float() for v in losses.values()]).sum()
         g_ip = grads_of(loss_ip.float() * scale, params, retain_graph=True)
         g_vr = grads_of(loss_vr * scale, params)
@@ -115,7 +117,7 @@ def recognition_gradients(
     return g_ip, g_vr
 
 
-def gradient_norm_ratio(trainer: GradPromTrainer, batches: Iterable[Mapping[str, Any]], num_batches: int = 4) -> float:
+def gradient_norm_ratio(trainer: _Trainer, batches: Iterable[Mapping[str, Any]], num_batches: int = 4) -> float:
     """Mean over the first ``num_batches`` of ``batches`` of ``||G_VR|| / ||G_IP||`` (see
     :func:`recognition_gradients`). Parameters, optimizers, buffers and RNGs are left as they were; batches are
     drawn from ``batches`` inside that protection, so drawing them from a data loader does not move its RNG."""
@@ -141,7 +143,7 @@ def gradient_norm_ratio(trainer: GradPromTrainer, batches: Iterable[Mapping[str,
     return ratio
 
 
-def apply_calibration(trainer: GradPromTrainer, ratio: float, lam_ratio: float) -> dict[str, float]:
+def apply_calibration(trainer: _Trainer, ratio: float, lam_ratio: float) -> dict[str, float]:
     """Set ``lam = lam_ratio / ratio`` on the trainer's strategies, record ``trainer.calibration`` and log it."""
     if ratio <= 0:
         raise ValueError(
@@ -163,7 +165,7 @@ class CalibrationState:
     """``trainer.calibration`` as a checkpointable object: a resumed run restores the calibrated lam instead of
     measuring again on a different IP (an empty dict: not calibrated yet)."""
 
-    def __init__(self, trainer: GradPromTrainer) -> None:
+    def __init__(self, trainer: _Trainer) -> None:
         self.trainer = trainer
 
     def state_dict(self) -> dict[str, float]:

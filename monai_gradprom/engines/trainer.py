@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -20,24 +18,12 @@ from torch.utils.data import DataLoader
 from monai_gradprom.data.reproducible import RNGStates
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
+from monai_gradprom.engines.wiring import autocast, is_pretrained, make_teachers, mark_pretrained, recognition_losses
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy
 
 __all__ = ["GradPromTrainer", "prepare_enhancement_batch", "mark_pretrained", "is_pretrained"]
-
-_PRETRAINED_FLAG = "_monai_gradprom_pretrained"
-
-
-def mark_pretrained(network: nn.Module) -> nn.Module:
-    """Record that ``network`` holds trained recognition weights (pretrained or loaded from a checkpoint), so it
-    may serve as the frozen teacher of unsupervised recognition-aware training."""
-    setattr(network, _PRETRAINED_FLAG, True)
-    return network
-
-
-def is_pretrained(network: nn.Module) -> bool:
-    return bool(getattr(network, _PRETRAINED_FLAG, False))
 
 
 def prepare_enhancement_batch(
@@ -348,22 +334,7 @@ class GradPromTrainer(Trainer):
 
     # -- the iteration ------------------------------------------------------------------------------------------
     def _make_teachers(self) -> None:
-        for task, net in self.vr_networks.items():
-            if task in self.vr_teachers:
-                # a teacher passed by the user is frozen too: in train mode its BatchNorm statistics would drift
-                # and its dropout would make the target random
-                self.vr_teachers[task].eval().requires_grad_(False)
-                continue
-            if not is_pretrained(net):
-                raise ValueError(
-                    "vr_supervision='unsupervised' needs a pretrained teacher: pretrain VR on clean images "
-                    "(monai_gradprom.engines.pretrain_recognizer), load a VR checkpoint, or pass vr_teacher=... "
-                    f"(task {task!r} has an untrained VR)"
-                )
-            teacher = copy.deepcopy(net).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
-            self.vr_teachers[task] = teacher
+        make_teachers(self)
 
     def _active_strategy(self) -> Strategy:
         if self.strategy.uses_vr and self.state.epoch <= self.ip_warmup_epochs:
@@ -371,9 +342,7 @@ class GradPromTrainer(Trainer):
         return self.strategy
 
     def _autocast(self):
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.amp_device_type, **self.amp_kwargs)
+        return autocast(self)
 
     def _accumulation_flags(self) -> tuple[bool, bool]:
         """``(first micro-batch of a group, step after this one)``. Groups restart with every epoch, and the
@@ -389,23 +358,7 @@ class GradPromTrainer(Trainer):
     def _recognition_losses(
         self, strategy: Strategy, enhanced: torch.Tensor, batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        vr_input = strategy.vr_input(enhanced, self.transformer_network)
-        teacher_input = batch[self.target_key]
-        if self.vr_input_transform is not None:
-            vr_input = self.vr_input_transform(vr_input)
-            teacher_input = self.vr_input_transform(teacher_input)
-        losses = {}
-        for task, net in self.vr_networks.items():
-            prediction = net(vr_input)
-            if self.vr_supervision == "unsupervised":
-                with torch.no_grad():
-                    reference = self.vr_teachers[task](teacher_input)
-            else:
-                if task not in batch:
-                    raise KeyError(f"the batch has no key {task!r} for VR's supervised loss (keys: {sorted(batch)})")
-                reference = batch[task]
-            losses[task] = self.vr_loss_functions[task](prediction, reference)
-        return losses
+        return recognition_losses(self, strategy, enhanced, batch)
 
     def optimizers_to_step(self, strategy: Strategy | None = None) -> list[torch.optim.Optimizer]:
         """The optimizers that step under ``strategy`` (default: the one active now): IP's always, VR's when

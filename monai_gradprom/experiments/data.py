@@ -97,7 +97,7 @@ def load_bundle(
 
     from monai.transforms import Compose
 
-    from monai_gradprom.analysis._common import get_config, load_bundle_config
+    from monai_gradprom.workflow import get_config, load_bundle_config
 
     files = bundle_config_files(bundle)
     parser = load_bundle_config(files)

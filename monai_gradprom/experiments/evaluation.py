@@ -14,8 +14,8 @@ import torch
 from monai.metrics import PSNRMetric, SSIMMetric
 from torch import nn
 
-from monai_gradprom.analysis._common import enhance
 from monai_gradprom.experiments.recognizers import score
+from monai_gradprom.workflow import enhance
 
 __all__ = ["enhancement_scores", "evaluate_images", "reference_scores"]
 

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from monai_gradprom import __version__
-from monai_gradprom.analysis._common import build_network, enhance
 from monai_gradprom.experiments.controls import matched_lambda
 from monai_gradprom.experiments.data import BundleData, DegradedStream, degrade_fixed
 from monai_gradprom.experiments.evaluation import enhancement_scores, evaluate_images, reference_scores
@@ -33,6 +32,7 @@ from monai_gradprom.experiments.recognizers import (
 from monai_gradprom.experiments.schedule import RunSpec, fine_tune, train_plain_to_plateau, train_warmup
 from monai_gradprom.experiments.settings import Arm, ProtocolSettings
 from monai_gradprom.experiments.store import PieceStore, settings_digest, tensor_digest
+from monai_gradprom.workflow import build_network, enhance
 
 __all__ = ["run_seed", "train_judges", "base_specs", "calibrate", "gate_noise", "data_record", "STRATEGY_OF",
            "summarize_references"]

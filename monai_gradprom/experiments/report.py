@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_gradprom.analysis._common import pyplot, save_figure, write_json
 from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table, pareto_front
 from monai_gradprom.utils import atomic_write
+from monai_gradprom.workflow import pyplot, save_figure, write_json
 
 __all__ = ["aggregate", "write_results", "plot_pareto", "plot_curves"]
 

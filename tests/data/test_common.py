@@ -173,3 +173,17 @@ def test_fill_missing_seg_uses_the_ignore_index():
     assert (out["seg"] == IGNORE_INDEX).all()
     seg = torch.ones(1, 5, 7, dtype=torch.int64)
     assert FillMissingSegd("seg")({"image": torch.zeros(3, 5, 7), "seg": seg})["seg"] is seg
+
+
+def test_read_size_reads_an_mha_whose_pixels_follow_its_header(tmp_path):
+    import itk
+
+    frame = np.arange(35, dtype=np.uint8).reshape(5, 7)  # zero bytes in the pixel data after the header
+    itk.imwrite(itk.image_from_array(frame), str(tmp_path / "a.mha"))
+    assert read_size(tmp_path / "a.mha") == (5, 7)
+    assert read_size(tmp_path / "a.mha", deep=True) == (5, 7)
+    data = (tmp_path / "a.mha").read_bytes()
+    (tmp_path / "cut.mha").write_bytes(data[:-10])
+    with pytest.raises(DataCheckError, match=r"cut.mha holds 25 bytes of pixel data after its header, the header "
+                                             r"expects 35"):
+        read_size(tmp_path / "cut.mha")
