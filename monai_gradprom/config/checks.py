@@ -181,6 +181,16 @@ def _writable(folder: str | os.PathLike) -> str | None:
     return None
 
 
+def key_metric_names(vr_target_key: str | Sequence[str] = "label") -> list[str]:
+    """The metric names :class:`~monai_gradprom.engines.EnhancementEvaluator` computes by default for the
+    recognition task(s) ``vr_target_key`` (``"label"``: accuracy, ``"seg"``: dice / miou), in its order; a
+    ValueError names an unknown task key."""
+    from monai_gradprom.engines.evaluator import enhancement_metrics
+
+    tasks = [vr_target_key] if isinstance(vr_target_key, str) else list(vr_target_key)
+    return list(enhancement_metrics(2, {str(task): 2 for task in tasks}))
+
+
 def validate_config(
     *,
     output_dir: str | os.PathLike | None = None,
@@ -191,12 +201,16 @@ def validate_config(
     max_epochs: Any = None,
     booleans: Mapping[str, Any] | None = None,
     positive: Mapping[str, Any] | None = None,
+    key_metric: str | None = None,
+    vr_target_key: str | Sequence[str] = "label",
 ) -> None:
     """Check the settings a run depends on *before* anything expensive (VR pretraining) starts, and report
     every problem at once, each naming its key. Arguments left None are not checked.
 
     ``booleans``: ``{key: value}`` read with :func:`as_bool`; ``positive``: ``{key: value}`` that must be
     integers >= 1 (``max_epochs`` is one). ``output_dir`` must exist or be creatable, and writable.
+    ``key_metric`` must be one of the evaluator's metrics for the recognition task(s) ``vr_target_key``
+    (:func:`key_metric_names`), so that a typo stops the run before VR pretraining, not after it.
     """
     problems: list[str] = []
     if strategy is not None:
@@ -227,6 +241,17 @@ def validate_config(
             as_bool(value, key)
         except ConfigError as exc:
             problems.append(str(exc).removeprefix("config key "))
+    if key_metric is not None:
+        try:
+            valid = key_metric_names(vr_target_key)
+        except ValueError as exc:
+            problems.append(f"vr_target_key {vr_target_key!r}: {exc}")
+        else:
+            if key_metric not in valid:
+                close = difflib.get_close_matches(str(key_metric), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"key_metric {key_metric!r} is not a metric of the evaluator{hint}; "
+                                f"choose one of {valid}")
     if output_dir is not None:
         reason = _writable(output_dir)
         if reason is not None:
