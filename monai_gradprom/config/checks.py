@@ -169,8 +169,21 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
 # -- validating values ---------------------------------------------------------------------------------------------
 
 
-def _writable(folder: str | os.PathLike) -> str | None:
-    """None when ``folder`` exists or can be created and a file can be written in it, else the reason."""
+def _writable(folder: str | os.PathLike, create: bool = True) -> str | None:
+    """None when ``folder`` exists or can be created and a file can be written in it, else the reason.
+
+    ``create=False`` checks without creating anything: the folder, or its nearest existing parent, must be a
+    writable directory (so that loading a bundle, e.g. with ``monai.bundle.load``, leaves no empty folders).
+    """
+    if not create:
+        existing = Path(os.path.abspath(folder))
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"NotADirectoryError: {existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"PermissionError: {existing} is not writable"
+        return None
     try:
         os.makedirs(folder, exist_ok=True)
         probe = Path(folder) / f".write_test.{os.getpid()}"
@@ -208,7 +221,8 @@ def validate_config(
     every problem at once, each naming its key. Arguments left None are not checked.
 
     ``booleans``: ``{key: value}`` read with :func:`as_bool`; ``positive``: ``{key: value}`` that must be
-    integers >= 1 (``max_epochs`` is one). ``output_dir`` must exist or be creatable, and writable.
+    integers >= 1 (``max_epochs`` is one). ``output_dir`` must exist or be creatable, and writable; nothing is
+    created here.
     ``key_metric`` must be one of the evaluator's metrics for the recognition task(s) ``vr_target_key``
     (:func:`key_metric_names`), so that a typo stops the run before VR pretraining, not after it.
     """
@@ -253,7 +267,7 @@ def validate_config(
                 problems.append(f"key_metric {key_metric!r} is not a metric of the evaluator{hint}; "
                                 f"choose one of {valid}")
     if output_dir is not None:
-        reason = _writable(output_dir)
+        reason = _writable(output_dir, create=False)  # the lock (lock_output_dir) creates it when a run starts
         if reason is not None:
             problems.append(f"output_dir {str(output_dir)!r} cannot be written ({reason})")
     if problems:
