@@ -119,3 +119,44 @@ def test_every_train_config_checks_the_run_folder_first():
             steps = [s for s in run if "pretrain_vr" in s or "prepare_fresh_run" in s]
             assert "prepare_fresh_run" in steps[0], (train.parent.name, name)
         assert json.loads(train.read_text())["overwrite"] is False
+
+
+# -- 3. the VR pretraining cache records what it depends on ----------------------------------------------------------
+
+
+def _demo(out: Path, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([TRAIN, SMOKE])
+    parser.update({"output_dir": str(out), "device": "$torch.device('cpu')", **overrides})
+    return parser
+
+
+def test_bundle_cache_of_another_seed_and_data_is_pretrained_again(tmp_path, caplog):
+    out = tmp_path / "out"
+    _demo(out).get_parsed_content("pretrain_vr")
+    cache = out / "vr_pretrained.pt"
+    first = torch.load(cache, weights_only=True)["pretraining"]
+    assert first["seed"] == 0 and len(first["datalist"]) == 64 and first["epochs"] == 1
+    caplog.set_level("WARNING")
+    _demo(out, seed=3, num_train=48).get_parsed_content("pretrain_vr")  # the issue's --seed 3 --num_train 48
+    assert "seed: 0 (cache) vs 3 (this run)" in caplog.text and "datalist:" in caplog.text
+    second = torch.load(cache, weights_only=True)["pretraining"]
+    assert second["seed"] == 3 and second["datalist"] != first["datalist"]
+    caplog.clear()
+    _demo(out, seed=3, num_train=48, strategy="plain").get_parsed_content("pretrain_vr")  # same data: reused
+    assert "pretraining VR again" not in caplog.text
+
+
+def test_bundle_never_overwrites_a_given_vr_checkpoint_it_did_not_write(tmp_path):
+    parser = _demo(tmp_path / "out")
+    mine = tmp_path / "my_vr.pt"
+    torch.save(parser.get_parsed_content("vr_network_def").state_dict(), mine)
+    original = mine.read_bytes()
+    parser["vr_checkpoint"] = str(mine)
+    with pytest.raises(Exception) as error:
+        parser.get_parsed_content("pretrain_vr")
+    assert "my_vr.pt records no pretraining settings" in str(error.value.__cause__ or error.value)
+    assert mine.read_bytes() == original
+    parser = _demo(tmp_path / "out", vr_checkpoint=str(mine), pretrain_epochs=0)
+    parser.get_parsed_content("pretrain_vr")  # used as it is, on request
+    assert mine.read_bytes() == original
