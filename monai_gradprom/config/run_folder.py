@@ -19,7 +19,8 @@ FINAL_CHECKPOINT = "model_final.pt"
 #: what a training run (checkpoints) and its evaluation (metrics) write in ``output_dir``, as glob patterns;
 #: the VR pretraining cache (``vr_pretrained.pt``) is not among them: it records its own settings and is
 #: checked when it is used (:func:`monai_gradprom.engines.pretrain_recognizer`)
-RUN_RESULT_FILES = (FINAL_CHECKPOINT, "model.pt", "checkpoint_*.pt", "metrics.json", "metrics_per_image.csv")
+RUN_RESULT_FILES = (FINAL_CHECKPOINT, "model.pt", "checkpoint_iteration=*.pt", "checkpoint_epoch=*.pt", "metrics.json",
+                    "metrics_per_image.csv")
 
 
 def run_result_files(output_dir: str | os.PathLike) -> list[Path]:

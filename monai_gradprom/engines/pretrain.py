@@ -111,7 +111,8 @@ def pretraining_record(
     module = _unwrapped(network)
     shapes = {name: list(t.shape) for name, t in module.state_dict().items()}
     architecture = hashlib.sha256((repr(module) + json.dumps(shapes, sort_keys=True)).encode()).hexdigest()[:16]
-    groups = [{k: v for k, v in group.items() if k in _HYPERPARAMETERS} for group in getattr(optimizer, "param_groups", [])]
+    groups = [{k: v for k, v in group.items() if k in _HYPERPARAMETERS}
+              for group in getattr(optimizer, "param_groups", [])]
     own = {
         "network": f"{type(module).__name__}:{architecture}",
         "epochs": epochs,

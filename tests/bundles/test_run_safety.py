@@ -55,7 +55,8 @@ def test_bundle_refuses_a_typod_key_metric_before_vr_pretraining(bundle, tmp_pat
 def _finished_run(out: Path) -> dict[str, bytes]:
     """A folder as a finished, evaluated run leaves it, plus the user's own files."""
     out.mkdir(parents=True)
-    files = {"model_final.pt": b"final", "model.pt": b"best", "checkpoint_checkpoint_8.pt": b"interval",
+    files = {"model_final.pt": b"final", "model.pt": b"best", "checkpoint_iteration=8.pt": b"interval",
+             "checkpoint_mine.pt": b"mine as well",
              "metrics.json": b"{}", "metrics_per_image.csv": b"index\n", "vr_pretrained.pt": b"cache",
              "notes.txt": b"mine", "model_final.pt.bak": b"mine too", "tensorboard/events": b"tb"}
     for name, content in files.items():
@@ -79,7 +80,7 @@ def test_overwrite_removes_the_old_model_and_its_metrics_only(tmp_path):
     out = tmp_path / "out"
     files = _finished_run(out)
     removed = prepare_fresh_run(out, resume=False, overwrite="true")
-    assert sorted(p.name for p in removed) == ["checkpoint_checkpoint_8.pt", "metrics.json",
+    assert sorted(p.name for p in removed) == ["checkpoint_iteration=8.pt", "metrics.json",
                                                "metrics_per_image.csv", "model.pt", "model_final.pt"]
     kept = {n: c for n, c in files.items() if n not in {p.name for p in removed}}
     assert {n: (out / n).read_bytes() for n in kept} == kept
