@@ -5,6 +5,8 @@
 # same noisy test images by the same recognizer, and a table compares recognition on the noisy input, on each
 # output and on the clean image. Extra arguments go to the second run, e.g.
 # `bash scripts/run_demo.sh --strategy gradprom` (which co-trains its own recognizer and is judged by it).
+# Running it again replaces its own earlier results in outputs/demo/<strategy>/ (--overwrite true: the previous
+# model and metrics files only) and reuses the pretrained recognizer when its recorded settings still match.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -13,7 +15,8 @@ OUT=outputs/demo
 VR="$OUT/vr_pretrained.pt"
 TRAIN=bundles/demo/train.json
 EVAL="['bundles/demo/train.json','bundles/demo/evaluate.json']"
-python -m monai.bundle run --config_file "$TRAIN" --strategy plain --output_dir "$OUT/plain" --vr_checkpoint "$VR"
+python -m monai.bundle run --config_file "$TRAIN" --strategy plain --output_dir "$OUT/plain" --vr_checkpoint "$VR" \
+    --overwrite true
 python -m monai.bundle run --config_file "$EVAL" --strategy plain --output_dir "$OUT/plain" --vr_checkpoint "$VR"
 
 # the second run: RA processing unless the arguments name another --strategy
@@ -31,6 +34,7 @@ if [ -z "$STRATEGY" ]; then
   STRATEGY=frozen
   ARGS=(--strategy frozen "$@")
 fi
-python -m monai.bundle run --config_file "$TRAIN" --output_dir "$OUT/$STRATEGY" --vr_checkpoint "$VR" "${ARGS[@]}"
+python -m monai.bundle run --config_file "$TRAIN" --output_dir "$OUT/$STRATEGY" --vr_checkpoint "$VR" --overwrite true \
+    "${ARGS[@]}"
 python -m monai.bundle run --config_file "$EVAL" --output_dir "$OUT/$STRATEGY" --vr_checkpoint "$VR" "${ARGS[@]}"
 python -m monai_gradprom.analysis.summary "$OUT/plain/metrics.json" "$OUT/$STRATEGY/metrics.json"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -93,7 +94,12 @@ def test_layout_is_monais_with_plain_state_dicts(exported):
     for rel in ("train.json", "evaluate.json", "inference.json", "metadata.json", "logging.conf",
                 "multi_gpu_train.json"):
         assert (out / "configs" / rel).is_file(), rel
-    assert (out / "docs" / "README.md").read_text() == (REPO / "bundles" / "demo" / "README.md").read_text()
+    readme = (out / "docs" / "README.md").read_text()
+    source = (REPO / "bundles" / "demo" / "README.md").read_text()
+    assert readme.splitlines()[0] == source.splitlines()[0] and "## What the demo shows" in readme
+    for foreign in ("bundles/", "smoke.json", "](../"):  # nothing the export does not hold
+        assert foreign not in readme, foreign
+    assert "## Using this exported bundle" in readme and "configs/train.json" in readme
     assert "Apache" in (out / "LICENSE").read_text()
     ip_state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert set(ip_state) == set(ip.state_dict())  # IP alone: no optimizer, trainer or VR entries
@@ -103,17 +109,21 @@ def test_layout_is_monais_with_plain_state_dicts(exported):
     assert sorted(p.name for p in out.parent.iterdir()) == ["demo_bundle", "model_final.pt"]  # no staging left
 
 
-def test_configs_point_at_the_exported_directory(exported, tmp_path):
+def test_configs_are_relative_to_the_bundle_folder_as_monai_does_it(exported, tmp_path):
     out = exported[0]
     parser = ConfigParser()
     parser.read_config([str(out / "configs" / f) for f in ("train.json", "evaluate.json")])
-    assert parser.get_parsed_content("bundle_root") == out.as_posix()
-    assert parser.get_parsed_content("checkpoint") == os.path.join(out, "models", "model.pt")
-    assert parser.get_parsed_content("output_dir") == os.path.join(out, "outputs", "gradprom")
+    assert parser.get_parsed_content("bundle_root") == "."  # MONAI's convention: the bundle folder, or --bundle_root
+    assert parser.get_parsed_content("checkpoint") == os.path.join(".", "models", "model.pt")
+    assert parser.get_parsed_content("output_dir") == os.path.join(".", "outputs", "gradprom")
+    parser["bundle_root"] = str(out)
+    assert ConfigParser(parser.config).get_parsed_content("checkpoint") == os.path.join(out, "models", "model.pt")
     infer = ConfigParser()
     infer.read_config(str(out / "configs" / "inference.json"))
-    assert infer.get_parsed_content("checkpoint") == os.path.join(out, "models", "model.pt")
-    assert infer.get_parsed_content("output_dir").startswith(str(out))
+    assert infer.get_parsed_content("bundle_root") == "."
+    assert infer.get_parsed_content("checkpoint") == os.path.join(".", "models", "model.pt")
+    assert infer.get_parsed_content("output_dir").startswith(".")
+    assert str(out) not in "".join(p.read_text() for p in (out / "configs").glob("*.json"))  # no absolute path
     # what the bundle's own configs say is untouched
     source = json.loads((REPO / "bundles" / "demo" / "evaluate.json").read_text())
     assert "model.pt" not in source["checkpoint"]
@@ -158,7 +168,7 @@ def test_evaluate_config_loads_ip_and_vr_from_models(exported):
     assert len(ids) == 2, ids
     parser = ConfigParser()
     parser.read_config([str(out / "configs" / f) for f in ("train.json", "evaluate.json")])
-    parser["device"] = "$torch.device('cpu')"
+    parser.update({"device": "$torch.device('cpu')", "bundle_root": str(out)})  # --bundle_root, as from elsewhere
     engine = Engine(lambda e, b: None)
     engine.state.max_epochs = 1
     for id_ in ids:
@@ -250,7 +260,7 @@ def test_exported_bundle_evaluates_with_monai_bundle_run_from_another_directory(
     configs = out / "configs"
     files = f"['{configs / 'train.json'}','{configs / 'evaluate.json'}']"
     cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, "--meta_file",
-           str(configs / "metadata.json")]
+           str(configs / "metadata.json"), "--bundle_root", str(out)]  # MONAI's way to run a bundle from elsewhere
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="2")
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -258,3 +268,165 @@ def test_exported_bundle_evaluates_with_monai_bundle_run_from_another_directory(
     assert metrics["checkpoint"] == os.path.join(out, "models", "model.pt")
     assert isinstance(metrics["psnr"], float) and isinstance(metrics["accuracy"], float)
     assert sorted(p.name for p in (out / "models").iterdir()) == ["model.pt", "vr_model.pt"]  # nothing written
+    assert "records no config" not in done.stderr  # the export's metadata.json carries it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "c.pt"]  # nothing in the working directory
+
+
+# -- issue 18.1: --overwrite replaces only what an export wrote --------------------------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_export_and_deletes_nothing(tmp_path, capsys):
+    ip, vr = _networks("demo")
+    checkpoint = _training_checkpoint(tmp_path / "c.pt", ip, vr)
+    out = tmp_path / "thesis"
+    (out / "photos").mkdir(parents=True)
+    (out / "thesis.tex").write_text("\\documentclass{article}")
+    (out / "photos" / "a.jpg").write_bytes(b"jpg")
+    before = _tree(out)
+    with pytest.raises(FileExistsError, match=r"not a bundle written by this exporter.*photos/a.jpg, thesis.tex"):
+        export_bundle("demo", checkpoint, out, overrides=_smoke("demo"), overwrite=True)
+    assert _tree(out) == before
+    smoke = str(REPO / "bundles" / "demo" / "smoke.json")
+    argv = ["export", "demo", "--checkpoint", str(checkpoint), "--out", str(out), "--overrides", smoke, "--overwrite"]
+    assert main(argv) == 1
+    assert "thesis.tex" in capsys.readouterr().err and _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "thesis"]  # no staging folder left
+
+
+def test_out_holding_the_checkpoint_is_refused(tmp_path):
+    run = tmp_path / "outputs_demo"
+    (run / "frozen").mkdir(parents=True)
+    (run / "plain").mkdir()
+    ip, vr = _networks("demo")
+    checkpoint = _training_checkpoint(run / "frozen" / "model_final.pt", ip, vr)
+    torch.save({"x": torch.zeros(1)}, run / "plain" / "model_final.pt")
+    before = _tree(run)
+    with pytest.raises(FileExistsError, match=r"contains the checkpoint being exported .*frozen/model_final.pt"):
+        export_bundle("demo", checkpoint, run, overrides=_smoke("demo"), overwrite=True)
+    assert _tree(run) == before
+
+
+def test_overwrite_replaces_a_previous_export_by_its_manifest_only(tmp_path):
+    ip, vr = _networks("demo")
+    checkpoint = _training_checkpoint(tmp_path / "c.pt", ip, vr)
+    out = export_bundle("demo", checkpoint, tmp_path / "out", overrides=_smoke("demo"), torchscript=True)
+    manifest = json.loads((out / ".monai_gradprom_export.json").read_text())
+    assert sorted(manifest["files"]) == sorted(p for p in _tree(out) if p != ".monai_gradprom_export.json")
+    assert "models/model.ts" in manifest["files"]
+
+    ip2 = _networks("demo", seed=5)[0]
+    checkpoint2 = _training_checkpoint(tmp_path / "c2.pt", ip2, vr)
+    export_bundle("demo", checkpoint2, out, overrides=_smoke("demo"), overwrite=True)  # no model.ts this time
+    _assert_same_state(ip2, torch.load(out / "models" / "model.pt", weights_only=True))
+    assert not (out / "models" / "model.ts").exists()  # the old export's file went with it
+
+    (out / "outputs" / "gradprom").mkdir(parents=True)  # a user ran the exported bundle
+    (out / "outputs" / "gradprom" / "metrics.json").write_text("{}")
+    (out / "configs" / "my_override.json").write_text("{}")
+    before = _tree(out)
+    with pytest.raises(FileExistsError, match=r"2 entries that the previous export did not write: "
+                                              r"configs/my_override.json, outputs/gradprom/metrics.json"):
+        export_bundle("demo", checkpoint, out, overrides=_smoke("demo"), overwrite=True)
+    assert _tree(out) == before
+
+
+# -- issue 18.9: self-contained and relocatable ------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:parsing config_file")
+def test_a_moved_export_loads_with_defaults_and_writes_nothing(tmp_path, monkeypatch):
+    ip, vr = _networks("demo")
+    checkpoint = _training_checkpoint(tmp_path / "c.pt", ip, vr)
+    export_bundle("demo", checkpoint, tmp_path / "old" / "demo_export", overrides=_smoke("demo"))
+    (tmp_path / "new").mkdir()
+    moved = (tmp_path / "old" / "demo_export").rename(tmp_path / "new" / "renamed")
+    (tmp_path / "old").rmdir()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    loaded = monai_load("renamed", bundle_dir=str(tmp_path / "new"), device="cpu")
+    _assert_same_state(loaded, ip.state_dict())
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # not at the old path, nor anywhere else
+    assert not (tmp_path / "old").exists()
+
+
+def _checkpoint_with_config(path: Path, name: str, **values) -> tuple[Path, torch.nn.Module]:
+    ip, vr = _networks(name)
+    _training_checkpoint(path, ip, vr)
+    content = torch.load(path, weights_only=True)
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "bundles" / name / f) for f in ("train.json", "smoke.json")])
+    config = {**parser.get_parsed_content("run_config").values, **values}
+    torch.save({**content, "config": config}, path)
+    return path, ip
+
+
+def test_exporter_takes_the_network_sizes_the_checkpoint_records(tmp_path, caplog):
+    checkpoint, ip = _checkpoint_with_config(tmp_path / "c.pt", "covid_ct")  # smoke sizes, recorded
+    out = export_bundle("covid_ct", checkpoint, tmp_path / "out")  # no overrides: the record decides
+    train = json.loads((out / "configs" / "train.json").read_text())
+    infer = json.loads((out / "configs" / "inference.json").read_text())
+    smoke = _smoke("covid_ct")
+    assert train["ip_channels"] == infer["ip_channels"] == smoke["ip_channels"]
+    assert train["ip_blocks"] == infer["ip_blocks"] == smoke["ip_blocks"]
+    recorded = torch.load(checkpoint, weights_only=True)["config"]
+    assert json.loads((out / "configs" / "metadata.json").read_text())["run_config"] == recorded
+    parser = ConfigParser()
+    parser.read_config(str(out / "configs" / "inference.json"))
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True), strict=True)
+
+
+def test_loading_the_export_does_not_warn_that_model_pt_records_no_config(exported, caplog, monkeypatch):
+    out = exported[0]
+    monkeypatch.chdir(out)  # bundle_root "."
+    caplog.set_level(logging.WARNING)
+    infer = ConfigParser()
+    infer.read_config(str(out / "configs" / "inference.json"))
+    infer["device"] = "$torch.device('cpu')"
+    infer.get_parsed_content("initialize")
+    parser = ConfigParser()
+    parser.read_config([str(out / "configs" / f) for f in ("train.json", "evaluate.json")])
+    parser["device"] = "$torch.device('cpu')"
+    assert parser.get_parsed_content("check_checkpoint") == Path("models/model.pt")
+    assert "records no config" not in caplog.text
+    run_config = json.loads((out / "configs" / "metadata.json").read_text())["run_config"]
+    assert (run_config["ip_channels"], run_config["strategy"]) == (8, "gradprom")  # the exported settings
+
+
+def test_large_files_yml_lists_the_weights_with_md5_as_the_model_zoo_does(exported):
+    out = exported[0]
+    text = (out / "large_files.yml").read_text()
+    assert text.count("- path:") == 2
+    for name in ("model.pt", "vr_model.pt"):
+        md5 = hashlib.md5((out / "models" / name).read_bytes()).hexdigest()
+        assert f'- path: "models/{name}"\n    url: ""\n    hash_val: "{md5}"\n    hash_type: "md5"' in text
+
+
+def test_verify_metadata_works_offline_with_the_shipped_schema(exported, monkeypatch):
+    import monai.apps.utils
+    import monai.bundle.scripts
+
+    out = exported[0]
+    metadata = json.loads((out / "configs" / "metadata.json").read_text())
+    schema = out / "configs" / metadata["schema"].rsplit("/", 1)[-1]
+    assert schema.is_file()
+
+    def offline(*args, **kwargs):
+        raise AssertionError("verify_metadata tried to download the schema")
+
+    checked = {}
+    monkeypatch.setattr(monai.apps.utils, "urlretrieve", offline)
+    monkeypatch.setattr(monai.apps.utils, "_download_with_progress", offline, raising=False)
+    monkeypatch.setattr(monai.bundle.scripts, "validate", lambda instance, schema, **kw: checked.update(s=schema))
+    monai.bundle.scripts.verify_metadata(meta_file=str(out / "configs" / "metadata.json"), filepath=str(schema))
+    assert checked["s"] == json.loads(schema.read_text())
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'bundle = ["jsonschema' in pyproject  # the optional extra that verify_metadata needs
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(metadata, json.loads(schema.read_text()))

@@ -19,12 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         help="write a bundle and a trained checkpoint as a standard MONAI bundle directory",
-        description="Write configs/ (self-contained), models/model.pt (IP's state dict; vr_model.pt and "
-        "transformer_model.pt for evaluation), docs/README.md and LICENSE, in MONAI's bundle layout.",
+        description="Write configs/ (self-contained, bundle_root '.'), models/model.pt (IP's state dict; vr_model.pt "
+        "and transformer_model.pt for evaluation), docs/README.md, large_files.yml and LICENSE, in MONAI's bundle "
+        "layout.",
     )
     export.add_argument("bundle", help="a bundle name under bundles/ (e.g. covid_ct) or a bundle directory")
     export.add_argument("--checkpoint", required=True, help="a training checkpoint (model_final.pt) or a state dict")
-    export.add_argument("--out", required=True, help="the directory to write (must be absent or empty)")
+    export.add_argument(
+        "--out", required=True,
+        help="the directory to write: absent or empty, or a previous export with --overwrite (never the checkpoint's)",
+    )
     export.add_argument(
         "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
         help="config ids to set in the exported configs (JSON values), e.g. ip_channels=8 strategy=joint",
@@ -34,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a JSON file of config ids to set first, e.g. bundles/<x>/smoke.json for a smoke-run checkpoint",
     )
     export.add_argument("--torchscript", action="store_true", help="also write models/model.ts (ckpt_export)")
-    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    export.add_argument(
+        "--overwrite", action="store_true",
+        help="replace a previous export in --out: only the files it wrote (its manifest); any other file is refused",
+    )
     return parser
 
 

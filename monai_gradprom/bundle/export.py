@@ -4,7 +4,8 @@ The project's bundles live in ``bundles/<name>/`` as flat config files that find
 ``bundle_root`` and write their checkpoints (a full training state: networks, optimizers, engine, RNG) under
 ``outputs/``. MONAI's tools (``monai.bundle.load``, ``ckpt_export``, ``verify_net_in_out``, MONAI Label / Deploy)
 expect another layout: ``configs/`` + ``models/model.pt`` (the network's plain state dict) + ``docs/`` +
-``LICENSE``. :func:`export_bundle` writes that layout from a bundle and a checkpoint, without touching either:
+``LICENSE`` (+ the model zoo's ``large_files.yml``), relocatable (``bundle_root`` is ``"."``). :func:`export_bundle`
+writes that layout from a bundle and a checkpoint, without touching either:
 ``bundles/<name>/train.json`` stays the user's entry point for training, the exported directory is what one hands
 on.
 """
@@ -16,13 +17,16 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from monai_gradprom.bundle.docs import export_readme, large_files_yml
+from monai_gradprom.bundle.manifest import MANIFEST_NAME, install_export, make_staging_dir, previous_export_files
+from monai_gradprom.bundle.manifest import write_manifest
+from monai_gradprom.config.record import METADATA_KEY, recorded_config
 from monai_gradprom.inference import state_dict_mismatches
 from monai_gradprom.utils import atomic_save, load_checkpoint_file
 from monai_gradprom.workflow import parse_overrides
@@ -35,6 +39,8 @@ __all__ = [
     "split_checkpoint",
     "parse_overrides",
     "export_bundle",
+    "schema_file",
+    "MANIFEST_NAME",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ _REQUIRED = CONFIG_FILES[:4]
 RECOGNIZER_FILES = {"vr_network": "vr_model.pt", "transformer_network": "transformer_model.pt"}
 _PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers: not part of the network's own keys
 _SEP = "#"  # MONAI's config id separator
+_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
 
 def bundles_root() -> Path:
@@ -164,15 +171,32 @@ def _split_checkpoint_loaders(node: Any, recognizers: Iterable[str]) -> int:
     return count
 
 
-def _make_self_contained(configs: dict[str, dict], root: Path, recognizers: Iterable[str]) -> None:
-    """Point the configs at the exported directory: ``bundle_root``, outputs under it, weights in ``models/``."""
+def _move_lock_into_runs(train: dict, evaluate: dict) -> None:
+    """Take the output folder's lock (which creates the folder) when a workflow runs rather than when it is
+    created, so that loading the export (``monai.bundle.load`` initializes a train workflow) writes nothing."""
+    init = train.get("initialize")
+    if not isinstance(init, list):
+        return
+    locks = [step for step in init if isinstance(step, str) and "lock_output_dir(" in step]
+    runs = [c["run"] for c in (train, evaluate) if isinstance(c.get("run"), list)]
+    if not locks or len(runs) < 2:
+        return
+    train["initialize"] = [step for step in init if step not in locks]
+    for run in runs:
+        run[:0] = locks
+
+
+def _make_self_contained(configs: dict[str, dict], recognizers: Iterable[str]) -> None:
+    """Point the configs at the exported directory, MONAI's way: ``bundle_root`` is ``"."`` (the bundle folder
+    as the current directory, or ``--bundle_root``), outputs under it, weights in ``models/``."""
     train, evaluate, infer = configs["train.json"], configs["evaluate.json"], configs["inference.json"]
     for config in (train, infer):
-        config["bundle_root"] = root.as_posix()
+        config["bundle_root"] = "."
     train["output_dir"] = "$os.path.join(@bundle_root, 'outputs', @strategy)"
     if _locate(train, "network_def") is None:  # MONAI's property id for the network (loads model.pt)
         _require(train, "ip_network_def", "train.json")
         train["network_def"] = "@ip_network_def"
+    _move_lock_into_runs(train, evaluate)
 
     evaluate["checkpoint"] = _models_path("model.pt")
     if not _split_checkpoint_loaders(evaluate, recognizers):
@@ -187,6 +211,36 @@ def _make_self_contained(configs: dict[str, dict], root: Path, recognizers: Iter
     infer["output_dir"] = "$os.path.join(@bundle_root, 'outputs', 'enhanced')"
     if _locate(infer, "network_def") is None:
         raise ValueError("inference.json defines no 'network_def' (MONAI's id for the network to load)")
+
+
+def _adopt_recorded(configs: dict[str, dict], recorded: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Set the settings the checkpoint records (network sizes, strategy, ...) in every exported config that
+    defines them at the top level, as evaluation and inference build their networks; ``overrides`` win."""
+    adopted = {}
+    for key, value in recorded.items():
+        if key == "version" or key in overrides:
+            continue
+        for config in configs.values():
+            if key in config and config[key] != value:
+                config[key] = copy.deepcopy(value)
+                adopted[key] = value
+    if adopted:
+        logger.info("exported configs take the checkpoint's recorded %s",
+                    ", ".join(f"{k}={v!r}" for k, v in adopted.items()))
+
+
+def _literal_sizes(configs: dict[str, dict], recorded: Mapping[str, Any]) -> None:
+    """inference.json reads its network sizes from ``@checkpoint`` (``monai_gradprom.config.recorded``); with
+    ``bundle_root`` ``"."`` that path depends on the current directory, so the export writes them as values:
+    the checkpoint's recorded one, else train.json's (the sizes the weights were just checked against)."""
+    infer, train = configs["inference.json"], configs["train.json"]
+    for key, value in list(infer.items()):
+        if not (isinstance(value, str) and "config.recorded(" in value):
+            continue
+        if key in recorded:
+            infer[key] = copy.deepcopy(recorded[key])
+        elif key in train and not (isinstance(train[key], str) and train[key].startswith("$")):
+            infer[key] = copy.deepcopy(train[key])
 
 
 def _apply_overrides(configs: dict[str, dict], overrides: Mapping[str, Any]) -> None:
@@ -226,9 +280,10 @@ def _check_fits(network: torch.nn.Module, state: Mapping[str, torch.Tensor], wha
     network.load_state_dict(state, strict=True)
 
 
-def _verify(staging: Path, ip_state: Mapping, recognizers: Mapping[str, Mapping], bundle: str) -> None:
+def _verify(staging: Path, ip_state: Mapping, recognizers: Mapping[str, Mapping], bundle: str) -> dict | None:
     """Build ``network_def`` (and VR / transformer) from the exported configs and load the weights strictly, so
-    a checkpoint trained at other sizes (e.g. a smoke run) fails here rather than at a user's first load."""
+    a checkpoint trained at other sizes (e.g. a smoke run) fails here rather than at a user's first load.
+    Returns the exported train.json's ``run_config`` values (the settings the weights fit), None if it has none."""
     from monai.bundle import ConfigParser
 
     hint = (
@@ -254,6 +309,14 @@ def _verify(staging: Path, ip_state: Mapping, recognizers: Mapping[str, Mapping]
                 "strategy? e.g. --set strategy=transformer)"
             )
         _check_fits(network, state, f"models/{RECOGNIZER_FILES[key]}", hint)
+    return dict(parser.get_parsed_content("run_config").values) if "run_config" in parser else None
+
+
+def schema_file(metadata: Mapping[str, Any]) -> Path | None:
+    """The metadata schema the package ships for ``metadata["schema"]`` (matched by file name), or None."""
+    name = str(metadata.get("schema", "")).rsplit("/", 1)[-1]
+    path = _SCHEMAS / name
+    return path if name and path.is_file() else None
 
 
 def export_bundle(
@@ -266,64 +329,80 @@ def export_bundle(
 ) -> Path:
     """Write ``bundle`` with ``checkpoint``'s weights to ``out`` in MONAI's bundle layout; returns ``out``.
 
-    ``out/configs/`` holds the bundle's configs made self-contained (``bundle_root`` is ``out``, outputs go under
-    ``out/outputs/``, ``checkpoint`` is ``models/model.pt``, ``network_def`` is IP), ``out/models/model.pt`` IP's
-    plain state dict (what ``monai.bundle.load`` and ``ckpt_export`` read), ``vr_model.pt`` /
-    ``transformer_model.pt`` the recognizer's and RA transformer's (evaluate.json loads them), ``out/docs/README.md``
-    the bundle's README and ``out/LICENSE``. ``overrides`` (config id -> value) are set in every config that
-    defines the id; use them for the sizes the checkpoint was trained with. The weights are checked against the
-    exported configs' networks before anything appears at ``out`` (built in a temporary directory, then moved).
-    ``torchscript`` also writes ``models/model.ts`` with ``monai.bundle.ckpt_export``.
+    ``out/configs/`` holds the bundle's configs made self-contained and relocatable (``bundle_root`` is ``"."``,
+    MONAI's convention; outputs go under ``outputs/``, ``checkpoint`` is ``models/model.pt``, ``network_def`` is
+    IP), ``metadata.json`` with the settings the weights were trained with under ``run_config`` (evaluation and
+    inference read them there, as from a training checkpoint) and the metadata schema (``verify_metadata``
+    offline); ``out/models/model.pt`` IP's plain state dict (what ``monai.bundle.load`` and ``ckpt_export``
+    read), ``vr_model.pt`` / ``transformer_model.pt`` the recognizer's and RA transformer's (evaluate.json loads
+    them); ``out/docs/README.md`` written for the export, ``out/LICENSE`` and ``out/large_files.yml`` (the model
+    zoo's list of weight files with their hashes).
+
+    The settings the checkpoint records (network sizes, strategy, ...) are set in the configs, as evaluation does;
+    ``overrides`` (config id -> value) are set after them in every config that defines the id. The weights are
+    checked against the exported configs' networks before anything appears at ``out``: everything is written to
+    a folder next to ``out`` and moved into place. An existing, non-empty ``out`` is refused unless
+    ``overwrite``, which replaces only the files a previous export wrote there (its manifest,
+    ``.monai_gradprom_export.json``): an ``out`` holding the checkpoint or any other file is refused, naming
+    them. ``torchscript`` also writes ``models/model.ts`` with ``monai.bundle.ckpt_export``.
     """
     source = resolve_bundle(bundle)
     out = Path(out).resolve()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --overwrite to replace it)")
+    previous = previous_export_files(out, checkpoint, overwrite)
     ip_state, recognizers = split_checkpoint(checkpoint)
+    recorded = recorded_config(checkpoint) or {}
+    overrides = dict(overrides or {})
     configs = {
         name: json.loads((source / name).read_text())
         for name in CONFIG_FILES
         if name.endswith(".json") and name != "metadata.json" and (source / name).is_file()
     }
-    _make_self_contained(configs, out, recognizers)
-    _apply_overrides(configs, overrides or {})
+    _make_self_contained(configs, recognizers)
+    _adopt_recorded(configs, recorded, overrides)
+    _apply_overrides(configs, overrides)
+    _literal_sizes(configs, recorded)
+    metadata = json.loads((source / "metadata.json").read_text())
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes an owner-only directory; give the usual permissions
+    staging = make_staging_dir(out)
     try:
         (staging / "configs").mkdir()
         for name, config in configs.items():
             (staging / "configs" / name).write_text(json.dumps(config, indent=4) + "\n")
-        for name in ("metadata.json", "logging.conf"):
-            if (source / name).is_file():
-                shutil.copyfile(source / name, staging / "configs" / name)
+        if (source / "logging.conf").is_file():
+            shutil.copyfile(source / "logging.conf", staging / "configs" / "logging.conf")
+        schema = schema_file(metadata)
+        if schema is not None:
+            shutil.copyfile(schema, staging / "configs" / schema.name)
+        (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
         atomic_save(ip_state, staging / "models" / "model.pt")
         for key, state in recognizers.items():
             atomic_save(state, staging / "models" / RECOGNIZER_FILES[key])
+        run_config = _verify(staging, ip_state, recognizers, source.name)
+        record = dict(recorded) if recorded else run_config
+        if record:  # read by monai_gradprom.config.recorded_config for models/*.pt of this bundle
+            metadata[METADATA_KEY] = record
+            (staging / "configs" / "metadata.json").write_text(json.dumps(metadata, indent=4) + "\n")
+        if torchscript:
+            from monai.bundle import ckpt_export
+
+            ckpt_export(
+                net_id="network_def",
+                filepath=str(staging / "models" / "model.ts"),
+                ckpt_file=str(staging / "models" / "model.pt"),
+                meta_file=str(staging / "configs" / "metadata.json"),
+                config_file=str(staging / "configs" / "inference.json"),
+            )
+        models = sorted(p.name for p in (staging / "models").iterdir())
+        (staging / "large_files.yml").write_text(large_files_yml(staging, [f"models/{m}" for m in models]))
         (staging / "docs").mkdir()
-        if (source / "README.md").is_file():
-            shutil.copyfile(source / "README.md", staging / "docs" / "README.md")
+        readme = (source / "README.md").read_text() if (source / "README.md").is_file() else ""
+        (staging / "docs" / "README.md").write_text(
+            export_readme(readme, source.name, metadata, models, schema.name if schema else None))
         (staging / "LICENSE").write_text(_license_text(source))
-        _verify(staging, ip_state, recognizers, source.name)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        write_manifest(staging, {"bundle": source.name, "checkpoint": str(Path(checkpoint).resolve())})
+        install_export(staging, out, previous)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if torchscript:
-        from monai.bundle import ckpt_export
-
-        ckpt_export(
-            net_id="network_def",
-            filepath=str(out / "models" / "model.ts"),
-            ckpt_file=str(out / "models" / "model.pt"),
-            meta_file=str(out / "configs" / "metadata.json"),
-            config_file=str(out / "configs" / "inference.json"),
-        )
     logger.info("exported bundle %s with %s to %s", source.name, checkpoint, out)
     return out
-

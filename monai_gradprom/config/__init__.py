@@ -10,16 +10,27 @@ expensive runs:
   closest known key;
 - :func:`validate_config` reports every bad setting at once (unknown strategy, negative ``lam``,
   ``max_epochs`` < 1, an output folder that cannot be written, ...);
+- :func:`prepare_fresh_run` refuses a new run into a finished run's folder unless ``overwrite`` is set, and
+  then removes that run's model and metrics files (nothing else);
 - :func:`lock_output_dir` keeps a second run out of a folder a live run is writing;
 - :class:`RunConfig` records the settings that produced a checkpoint *in* the checkpoint, and
   :func:`check_checkpoint` / :func:`recorded` let evaluation and inference refuse or adopt them.
 
-One module per job: :mod:`.checks` (values and overrides), :mod:`.lock` (the output folder), :mod:`.record`
+One module per job: :mod:`.checks` (values and overrides), :mod:`.lock` (the output folder's lock),
+:mod:`.run_folder` (a new run into a finished one's folder), :mod:`.record`
 (the configuration a checkpoint was made with).
 """
 
-from monai_gradprom.config.checks import ConfigError, as_bool, check_overrides, command_line_overrides, validate_config
+from monai_gradprom.config.checks import (
+    ConfigError,
+    as_bool,
+    check_overrides,
+    command_line_overrides,
+    key_metric_names,
+    validate_config,
+)
 from monai_gradprom.config.lock import LOCK_FILENAME, lock_output_dir, release_output_dir
+from monai_gradprom.config.run_folder import FINAL_CHECKPOINT, RUN_RESULT_FILES, prepare_fresh_run, run_result_files
 from monai_gradprom.config.record import RunConfig, check_checkpoint, config_differences, recorded, recorded_config
 
 __all__ = [
@@ -28,6 +39,11 @@ __all__ = [
     "command_line_overrides",
     "check_overrides",
     "validate_config",
+    "key_metric_names",
+    "prepare_fresh_run",
+    "run_result_files",
+    "RUN_RESULT_FILES",
+    "FINAL_CHECKPOINT",
     "lock_output_dir",
     "release_output_dir",
     "LOCK_FILENAME",

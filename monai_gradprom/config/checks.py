@@ -169,8 +169,21 @@ def check_overrides(argv: Sequence[str] | None = None) -> None:
 # -- validating values ---------------------------------------------------------------------------------------------
 
 
-def _writable(folder: str | os.PathLike) -> str | None:
-    """None when ``folder`` exists or can be created and a file can be written in it, else the reason."""
+def _writable(folder: str | os.PathLike, create: bool = True) -> str | None:
+    """None when ``folder`` exists or can be created and a file can be written in it, else the reason.
+
+    ``create=False`` checks without creating anything: the folder, or its nearest existing parent, must be a
+    writable directory (so that loading a bundle, e.g. with ``monai.bundle.load``, leaves no empty folders).
+    """
+    if not create:
+        existing = Path(os.path.abspath(folder))
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"NotADirectoryError: {existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"PermissionError: {existing} is not writable"
+        return None
     try:
         os.makedirs(folder, exist_ok=True)
         probe = Path(folder) / f".write_test.{os.getpid()}"
@@ -179,6 +192,16 @@ def _writable(folder: str | os.PathLike) -> str | None:
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
     return None
+
+
+def key_metric_names(vr_target_key: str | Sequence[str] = "label") -> list[str]:
+    """The metric names :class:`~monai_gradprom.engines.EnhancementEvaluator` computes by default for the
+    recognition task(s) ``vr_target_key`` (``"label"``: accuracy, ``"seg"``: dice / miou), in its order; a
+    ValueError names an unknown task key."""
+    from monai_gradprom.engines.evaluator import enhancement_metrics
+
+    tasks = [vr_target_key] if isinstance(vr_target_key, str) else list(vr_target_key)
+    return list(enhancement_metrics(2, {str(task): 2 for task in tasks}))
 
 
 def validate_config(
@@ -191,12 +214,17 @@ def validate_config(
     max_epochs: Any = None,
     booleans: Mapping[str, Any] | None = None,
     positive: Mapping[str, Any] | None = None,
+    key_metric: str | None = None,
+    vr_target_key: str | Sequence[str] = "label",
 ) -> None:
     """Check the settings a run depends on *before* anything expensive (VR pretraining) starts, and report
     every problem at once, each naming its key. Arguments left None are not checked.
 
     ``booleans``: ``{key: value}`` read with :func:`as_bool`; ``positive``: ``{key: value}`` that must be
-    integers >= 1 (``max_epochs`` is one). ``output_dir`` must exist or be creatable, and writable.
+    integers >= 1 (``max_epochs`` is one). ``output_dir`` must exist or be creatable, and writable; nothing is
+    created here.
+    ``key_metric`` must be one of the evaluator's metrics for the recognition task(s) ``vr_target_key``
+    (:func:`key_metric_names`), so that a typo stops the run before VR pretraining, not after it.
     """
     problems: list[str] = []
     if strategy is not None:
@@ -227,8 +255,19 @@ def validate_config(
             as_bool(value, key)
         except ConfigError as exc:
             problems.append(str(exc).removeprefix("config key "))
+    if key_metric is not None:
+        try:
+            valid = key_metric_names(vr_target_key)
+        except ValueError as exc:
+            problems.append(f"vr_target_key {vr_target_key!r}: {exc}")
+        else:
+            if key_metric not in valid:
+                close = difflib.get_close_matches(str(key_metric), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"key_metric {key_metric!r} is not a metric of the evaluator{hint}; "
+                                f"choose one of {valid}")
     if output_dir is not None:
-        reason = _writable(output_dir)
+        reason = _writable(output_dir, create=False)  # the lock (lock_output_dir) creates it when a run starts
         if reason is not None:
             problems.append(f"output_dir {str(output_dir)!r} cannot be written ({reason})")
     if problems:

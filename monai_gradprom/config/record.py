@@ -66,7 +66,30 @@ def recorded_config(checkpoint: Any) -> dict[str, Any] | None:
         return None
     stat = path.stat()
     config = _recorded_in_file(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if config is None:
+        config = bundle_recorded_config(path)
     return dict(config) if config is not None else None
+
+
+#: the key of an exported bundle's ``configs/metadata.json`` that holds the config its weights were trained with
+METADATA_KEY = "run_config"
+
+
+def bundle_recorded_config(weights: str | os.PathLike) -> dict[str, Any] | None:
+    """The config recorded for a plain state dict in a MONAI bundle's ``models/`` folder: ``configs/metadata.json``
+    of the same bundle, key :data:`METADATA_KEY` (written by ``python -m monai_gradprom.bundle export``, whose
+    ``models/model.pt`` must stay a bare state dict for MONAI's loaders). None when there is none."""
+    import json
+
+    path = Path(weights)
+    metadata = path.resolve().parent.parent / "configs" / "metadata.json"
+    if path.resolve().parent.name != "models" or not metadata.is_file():
+        return None
+    try:
+        record = json.loads(metadata.read_text()).get(METADATA_KEY)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read {metadata} (the bundle metadata of {path}): {exc}") from exc
+    return dict(record) if isinstance(record, Mapping) else None
 
 
 @functools.lru_cache(maxsize=8)

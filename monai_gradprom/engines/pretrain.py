@@ -3,14 +3,27 @@
 A non-finite recognizer is never saved or reused: the pretrained file is a cache that every later run into the same
 folder loads without training, so one NaN run (bad pixels, a diverged optimizer) would otherwise poison all of
 them, long after the cause is fixed.
+
+The cache also records what it depends on (:func:`pretraining_record`: the bundle's data list digest, image size,
+seed, degradation, ... and the recognizer's architecture, epochs and optimizer), so that a run with other data or
+settings does not silently reuse a recognizer trained for another one. The rule:
+
+- a cache whose record matches is loaded;
+- a cache written by this package (it has a record) that differs is pretrained again and replaced, with a warning
+  naming every differing key;
+- a file without a record (an older cache, or weights from elsewhere) is never overwritten: the run stops with a
+  message saying so; ``pretrain_epochs 0`` loads any file as it is (the user vouches for it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.engines import SupervisedTrainer
@@ -21,13 +34,103 @@ from monai_gradprom.engines.trainer import mark_pretrained, prepare_enhancement_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.utils import atomic_save, load_checkpoint_file
 
-__all__ = ["NonFiniteWeightsError", "non_finite_tensors", "pretrain_recognizer", "load_network_weights"]
+__all__ = [
+    "NonFiniteWeightsError",
+    "StaleRecognizerCacheError",
+    "non_finite_tensors",
+    "pretrain_recognizer",
+    "load_network_weights",
+    "datalist_digest",
+    "pretraining_record",
+    "RECORD_KEY",
+]
+
+#: the key of a pretrained-VR cache file that holds its record; the weights are under ``"vr_network"``
+RECORD_KEY = "pretraining"
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteWeightsError(RuntimeError):
     """A network's weights hold NaN or Inf: they are refused rather than saved or loaded."""
+
+
+class StaleRecognizerCacheError(RuntimeError):
+    """A pretrained-VR file that does not record what it was trained on: neither used nor overwritten."""
+
+
+def _digest_value(value: Any, digest: Any) -> None:
+    """Feed ``value`` (dicts, lists, strings, numbers, arrays / tensors) into ``digest``, arrays by content."""
+    if isinstance(value, Mapping):
+        for key in sorted(value, key=str):
+            digest.update(f"<{key}>".encode())
+            _digest_value(value[key], digest)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"[{len(value)}".encode())
+        for item in value:
+            _digest_value(item, digest)
+    elif hasattr(value, "shape") and hasattr(value, "dtype"):  # numpy array or tensor
+        import numpy as np
+
+        array = np.ascontiguousarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    else:
+        digest.update(repr(value if not isinstance(value, os.PathLike) else os.fspath(value)).encode())
+
+
+def datalist_digest(items: Iterable[Any]) -> str:
+    """SHA-256 of a data list: file names as written, in-memory arrays (the phantom) by content. Another split,
+    seed or subset gives another digest (a file whose content changes under the same name does not)."""
+    digest = hashlib.sha256()
+    _digest_value(list(items), digest)
+    return digest.hexdigest()
+
+
+def _unwrapped(network: nn.Module) -> nn.Module:
+    for attribute in ("module", "_orig_mod"):  # DDP, torch.compile
+        network = getattr(network, attribute, network)
+    return network
+
+
+#: optimizer settings that change what pretraining learns (flags such as ``foreach`` or ``fused`` do not)
+_HYPERPARAMETERS = ("lr", "betas", "momentum", "dampening", "nesterov", "weight_decay", "eps", "alpha", "amsgrad")
+
+
+def pretraining_record(
+    network: nn.Module,
+    epochs: int,
+    optimizer: torch.optim.Optimizer | None,
+    task_key: str,
+    image_key: str,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a pretrained recognizer depends on: ``settings`` (from the bundle: data list digest, sizes, seed,
+    degradation, ...) plus the network's architecture (a digest of its layers and parameter shapes), the epochs,
+    the optimizer and its hyperparameters, and the task / image keys. JSON-like values only."""
+    module = _unwrapped(network)
+    shapes = {name: list(t.shape) for name, t in module.state_dict().items()}
+    architecture = hashlib.sha256((repr(module) + json.dumps(shapes, sort_keys=True)).encode()).hexdigest()[:16]
+    groups = [{k: v for k, v in group.items() if k in _HYPERPARAMETERS}
+              for group in getattr(optimizer, "param_groups", [])]
+    own = {
+        "network": f"{type(module).__name__}:{architecture}",
+        "epochs": epochs,
+        "optimizer": f"{type(optimizer).__name__} {json.dumps(groups, sort_keys=True, default=str)}"
+        if optimizer is not None else None,
+        "task_key": task_key,
+        "image_key": image_key,
+    }
+    return json.loads(json.dumps({**dict(settings or {}), **own}, default=str))
+
+
+def _record_differences(cached: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    missing = object()
+    return [
+        f"{key}: {cached.get(key, '(not recorded)')!r} (cache) vs {current.get(key, '(not set)')!r} (this run)"
+        for key in sorted(set(cached) | set(current))
+        if cached.get(key, missing) != current.get(key, missing)
+    ]
 
 
 def non_finite_tensors(state: Mapping[str, object]) -> list[str]:
@@ -49,6 +152,8 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
     """
     path = Path(path)
     state = load_checkpoint_file(path)
+    if key is None and isinstance(state, Mapping) and RECORD_KEY in state:  # a pretrained-VR cache
+        key = "vr_network"
     if key is not None and isinstance(state, dict) and key in state:
         state = state[key]
     bad = non_finite_tensors(state) if isinstance(state, Mapping) else []
@@ -77,19 +182,25 @@ def pretrain_recognizer(
     input_transform: Callable | None = None,
     handlers: Sequence | None = None,
     amp: bool = False,
+    record: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Train ``network`` to recognise ``task_key`` on clean images (the batch's ``target``), with MONAI's
     SupervisedTrainer, and mark it pretrained.
 
-    With ``checkpoint``: an existing file is loaded instead of training (one holding NaN / Inf is refused, see
-    :func:`load_network_weights`); otherwise the trained weights are saved there (atomically). Weights that came
-    out of training non-finite raise :class:`NonFiniteWeightsError` and are not saved. ``epochs=0`` without a
-    checkpoint leaves the network untrained (and unmarked).
+    With ``checkpoint``: the trained weights are saved there (atomically) as ``{"vr_network": state,
+    "pretraining": record}``, the record being :func:`pretraining_record` of this call with ``record`` (the
+    bundle's settings: data list digest, sizes, seed, degradation, ...). An existing file is loaded instead of
+    training when its record matches; see the module docstring for the rule on a mismatch or a file without a
+    record (:class:`StaleRecognizerCacheError`). ``epochs <= 0`` never trains: an existing file is loaded as it is,
+    and without one the network stays untrained (and unmarked). A file holding NaN / Inf is refused (see
+    :func:`load_network_weights`). Weights that came out of training non-finite raise
+    :class:`NonFiniteWeightsError` and are not saved. Callers that pass no ``record`` keep the earlier behaviour
+    for files without one (loaded as they are).
     """
+    current = pretraining_record(network, epochs, optimizer, task_key, image_key, record)
     if checkpoint is not None and Path(checkpoint).is_file():
-        logger.info("loading pretrained VR from %s", checkpoint)
-        load_network_weights(network, checkpoint)
-        return mark_pretrained(network)
+        if _use_cached(network, Path(checkpoint), current, epochs, strict=record is not None):
+            return mark_pretrained(network)
     if epochs <= 0:
         return network
     loss_function = loss_function if loss_function is not None else default_vr_loss(task_key)
@@ -130,5 +241,37 @@ def pretrain_recognizer(
             f"or lower pretrain_learning_rate"
         )
     if checkpoint is not None and rank() == 0:
-        atomic_save(network.state_dict(), checkpoint)
+        atomic_save({"vr_network": network.state_dict(), RECORD_KEY: current}, checkpoint)
     return mark_pretrained(network)
+
+
+def _use_cached(network: nn.Module, path: Path, current: Mapping[str, Any], epochs: int, strict: bool) -> bool:
+    """Load the cache at ``path`` into ``network`` when it fits this run (True), or say why it is pretrained again
+    (False); a file without a record raises :class:`StaleRecognizerCacheError` when ``strict``."""
+    content = load_checkpoint_file(path)
+    cached = content.get(RECORD_KEY) if isinstance(content, Mapping) else None
+    if epochs <= 0:
+        if cached is None or _record_differences(cached, current):
+            logger.warning("pretrain_epochs is %s: loading VR from %s as it is (its record is not checked)",
+                           epochs, path)
+        load_network_weights(network, path)
+        return True
+    if not isinstance(cached, Mapping):
+        if not strict:
+            logger.info("loading pretrained VR from %s (it records no pretraining settings)", path)
+            load_network_weights(network, path)
+            return True
+        raise StaleRecognizerCacheError(
+            f"{path} records no pretraining settings (a cache written by an older monai_gradprom, or weights from "
+            "elsewhere), so whether it fits this run's data and recognizer cannot be checked; it was neither used "
+            f"nor overwritten. Delete or move it to pretrain VR again here, or pass --pretrain_epochs 0 to use it "
+            "as it is."
+        )
+    differences = _record_differences(cached, current)
+    if differences:
+        logger.warning("%s was pretrained with other settings than this run:\n  - %s\npretraining VR again and "
+                       "replacing it", path, "\n  - ".join(differences))
+        return False
+    logger.info("loading pretrained VR from %s (its record matches this run)", path)
+    load_network_weights(network, path)
+    return True

@@ -4,8 +4,8 @@
   (train: ``train.json``; infer: ``train.json`` + ``evaluate.json`` and ``inference.json``), and the properties
   are the objects the workflow really uses (a MONAI app that sets ``inferer`` changes what runs);
 - ``verify_net_in_out`` on ``network_def`` against the metadata's ``network_data_format``;
-- ``metadata.json`` validates against the schema it names (vendored in ``tests/bundles/schemas``) and describes the
-  networks the configs build;
+- ``metadata.json`` validates against the schema it names (vendored in ``monai_gradprom/bundle/schemas``) and
+  describes the networks the configs build;
 - ``logging.conf`` is applied without MONAI's "does not exist" warning and shows the package's INFO lines;
 - the model-zoo command ``python -m monai.bundle run --config_file "['train.json','evaluate.json']"`` (default run
   id ``run``) evaluates, and never pretrains, trains or writes a training checkpoint;
@@ -35,7 +35,7 @@ from monai_gradprom.networks import SRResNet
 from tests.bundles.helpers import REPO
 
 BUNDLES = ("demo", "isic2018", "covid_ct", "lizard", "camus")
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = REPO / "monai_gradprom" / "bundle" / "schemas"  # shipped with the package (issue 18.9)
 
 
 def _files(name: str, *parts: str) -> list[str]:

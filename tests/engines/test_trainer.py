@@ -132,8 +132,8 @@ def test_pretrain_recognizer_marks_and_saves_then_loads(tmp_path):
                         checkpoint=ckpt)
     assert ckpt.is_file()
     fresh = TinyClassifier()
-    pretrain_recognizer(fresh, make_batches(2), torch.optim.Adam(fresh.parameters()), epochs=5, device="cpu",
-                        checkpoint=ckpt)
+    pretrain_recognizer(fresh, make_batches(2), torch.optim.Adam(fresh.parameters(), 1e-2), epochs=1, device="cpu",
+                        checkpoint=ckpt)  # the same settings: the cache's record matches (issue 18.3)
     for a, b in zip(vr.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="vr.pt"):
