@@ -21,24 +21,16 @@ from typing import Any
 
 import torch
 
-<<<<<<< HEAD
 from monai_gradprom.config import ConfigError, lock_output_dir, release_output_dir
-=======
->>>>>>> issue19
 from monai_gradprom.experiments.data import load_bundle
 from monai_gradprom.experiments.mni152 import SOURCES
 from monai_gradprom.experiments.protocol import data_record, summarize_references
 from monai_gradprom.experiments.recognizers import JudgeNotReadyError
 from monai_gradprom.experiments.report import write_results
-<<<<<<< HEAD
 from monai_gradprom.experiments.runner import default_jobs, run_units
 from monai_gradprom.experiments.settings import REGIMES, SCALES, VR_STARTS, VR_SUPERVISIONS, as_tuple, preset
 from monai_gradprom.experiments.store import ForeignFolderError, PieceStore, StalePieceError, claim_folder
 from monai_gradprom.workflow import parse_overrides
-=======
-from monai_gradprom.experiments.settings import SCALES, preset
-from monai_gradprom.workflow import parse_overrides
->>>>>>> issue19
 
 __all__ = ["main", "compare", "SetupError"]
 
