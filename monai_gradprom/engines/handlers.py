@@ -21,6 +21,7 @@ from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointSaver, TensorBoardImageHandler
 from monai.visualize import plot_2d_or_3d_image
 
+from monai_gradprom.engines.output import batch_level
 from monai_gradprom.utils import atomic_save, atomic_write
 
 __all__ = [
@@ -43,8 +44,7 @@ def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate", "
     and ``gate_exact`` exist only when a cheaper gating mode runs with ``audit``."""
 
     def transform(output: Any) -> dict[str, float]:
-        if isinstance(output, list):  # decollated: scalars are replicated per sample
-            output = output[0]
+        output = batch_level(output)  # decollated: the batch values (MONAI replicates scalars per sample)
         values = {}
         for key in keys:
             if isinstance(output, Mapping) and key in output:
@@ -168,9 +168,7 @@ class StopOnNonFiniteLoss:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        output = engine.state.output
-        if isinstance(output, list):
-            output = output[0]
+        output = batch_level(engine.state.output)
         for key in self.keys:
             if not isinstance(output, Mapping) or key not in output:
                 continue
@@ -207,8 +205,7 @@ class NanMean(Metric):
         super().__init__(output_transform=self._extract, device=device)
 
     def _extract(self, output: Any) -> torch.Tensor:
-        if isinstance(output, list):
-            output = output[0]
+        output = batch_level(output)
         if not isinstance(output, Mapping) or self.key not in output:
             return torch.tensor(float("nan"))
         return torch.as_tensor(output[self.key]).detach().double().mean()

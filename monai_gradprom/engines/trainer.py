@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from monai_gradprom.data.reproducible import RNGStates
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
+from monai_gradprom.engines.output import IterationOutput
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy
@@ -125,13 +126,19 @@ class GradPromTrainer(Trainer):
             ``accumulation_steps``): every step then has the scale of one micro-batch's mean-loss gradient.
         amp: mixed precision. On CUDA: float16 autocast with a gradient scaler (the cosine is scale invariant,
             and a step with inf/NaN gradients is skipped for every optimizer alike); on CPU: bfloat16 autocast.
-        decollate: MONAI's per-sample decollation of ``engine.state.output``. Off by default so that the output
-            stays the contract's dict; MODEL_COMPLETED is fired either way.
+        decollate: as in :class:`monai.engines.SupervisedTrainer` (default True), ``engine.state.output`` is a
+            list of per-sample dicts with the scalars replicated, so MONAI's ``StatsHandler()``,
+            ``TensorBoardStatsHandler()`` and ``from_engine(["loss"], first=True)`` log ``loss``, and
+            ``postprocessing`` transforms see one sample at a time. That list is an
+            :class:`~monai_gradprom.engines.output.IterationOutput`: ``output["cos"]`` still returns the batch
+            value. ``engine.state.batch`` is left as the batch dict. With ``decollate=False`` the output is the
+            plain batch dict.
         Other arguments are those of :class:`monai.engines.SupervisedTrainer`.
 
-    ``engine.state.output`` is a dict with ``loss_ip``, ``loss_vr`` (NaN while VR is unused), ``loss``, and for
-    gating strategies ``cos`` and ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch
-    tensors and ``pred`` (IP's output). All values are tensors; handlers read them after the step.
+    Output keys (``engine.state.output[key]``, with or without decollation): ``loss_ip``, ``loss_vr`` (NaN while
+    VR is unused), ``loss`` (= loss_ip + lam * loss_vr, the scalar to log), and for gating strategies ``cos`` and
+    ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch tensors and ``pred`` (IP's
+    output). All values are tensors, left on the device; handlers read them after the step.
 
     Events: FORWARD_COMPLETED after IP's forward, LOSS_COMPLETED after the losses, BACKWARD_COMPLETED when
     ``p.grad`` of IP (and of VR / T where the strategy trains them) holds the gradient the optimizers are about
@@ -174,7 +181,7 @@ class GradPromTrainer(Trainer):
         amp: bool = False,
         event_names: list | None = None,
         event_to_attr: dict | None = None,
-        decollate: bool = False,
+        decollate: bool = True,
         optim_set_to_none: bool = True,
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
@@ -276,6 +283,16 @@ class GradPromTrainer(Trainer):
             self.add_event_handler(Events.EPOCH_STARTED, GradPromTrainer._calibrate_when_cascading, False)
             if ip_warmup_epochs > 0:
                 self.add_event_handler(Events.ITERATION_COMPLETED, GradPromTrainer._keep_warmup_batch)
+
+    def _register_decollate(self) -> None:
+        """MONAI's decollation at MODEL_COMPLETED (before ``postprocessing``), into an :class:`IterationOutput`:
+        per-sample views without MONAI's ``.item()`` on every scalar (a host synchronisation per iteration), and
+        still readable by key. The batch stays a dict (lam calibration reuses warm-up batches)."""
+
+        @self.on(IterationEvents.MODEL_COMPLETED)
+        def _decollate_output(engine: GradPromTrainer) -> None:
+            if isinstance(engine.state.output, Mapping):
+                engine.state.output = IterationOutput.decollate(engine.state.output)
 
     # -- properties ---------------------------------------------------------------------------------------------
     @property
