@@ -32,6 +32,7 @@ from monai_gradprom.utils import load_checkpoint_file
 
 __all__ = [
     "EnhanceDirectory",
+    "NonFiniteImageError",
     "check_distinct_dirs",
     "enhance_array",
     "enhance_directory",
@@ -165,6 +166,18 @@ def check_distinct_dirs(input_dir: str | os.PathLike, output_dir: str | os.PathL
         )
 
 
+class NonFiniteImageError(ValueError):
+    """Input images hold NaN / Inf voxels: they were not enhanced (the other images were); ``paths`` names them."""
+
+    def __init__(self, message: str, paths: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+def _non_finite_voxels(array: np.ndarray) -> int:
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def _read_or_skip(path: Path, intensity: str):
     try:
         return read_image(path, intensity)
@@ -211,6 +224,7 @@ def enhance_directory(
                                        overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
     records: list[dict] = []
     writes: list[tuple[dict, Future]] = []
+    non_finite: list[Path] = []
 
     def finish(count: int) -> None:  # wait for the oldest writes (a failed write raises here)
         for record, future in writes[:count]:
@@ -234,12 +248,21 @@ def enhance_directory(
                 if isinstance(source, NotAnImageError):
                     logger.warning("skipping %s", source)
                     continue
+                bad = _non_finite_voxels(source.array)
+                if bad:
+                    logger.warning("skipping %s: %d of its %d voxels are NaN / Inf; not enhanced", path, bad,
+                                   source.array.size)
+                    non_finite.append(path)
+                    continue
                 try:
                     result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
                 except ValueError as exc:
                     raise ValueError(f"cannot enhance {path}: {exc}") from exc
                 except RuntimeError as exc:
                     raise RuntimeError(f"cannot enhance {path}: {exc}") from exc
+                if _non_finite_voxels(result):
+                    raise ValueError(f"cannot enhance {path}: the network's output holds NaN / Inf (the image is "
+                                     "finite: check the checkpoint's weights); nothing was written for it")
                 plane, new_plane = source.array.shape[1 : 1 + spatial_dims], result.shape[1 : 1 + spatial_dims]
                 if upscale is not None and tuple(new_plane) != tuple(s * upscale for s in plane):
                     raise ValueError(
@@ -253,9 +276,14 @@ def enhance_directory(
             finish(len(writes))
     finally:
         network.train(was_training)
+    if records:
+        logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)
+    if non_finite:
+        raise NonFiniteImageError(
+            f"{len(non_finite)} image(s) under {root} hold NaN / Inf voxels and were not enhanced "
+            f"({len(records)} other image(s) were): {_listing([str(p) for p in non_finite])}", non_finite)
     if not records:
         raise ValueError(f"no image under {root} could be enhanced: its DICOM files hold no pixel data")
-    logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)
     return records
 
 
