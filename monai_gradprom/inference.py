@@ -366,6 +366,12 @@ class EnhanceDirectory:
     def __call__(self) -> list[dict]:
         check_distinct_dirs(self.input_dir, self.output_dir)
         find_images(self.input_dir, self.recursive, exclude=self.output_dir)  # a bad input folder fails first
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(
+                f"checkpoint not found: {self.checkpoint} (looked for {Path(self.checkpoint).resolve()}: a relative "
+                f"path is read from the folder the command runs in). Train first from this folder (the training's "
+                f"output_dir is the inference's model_dir: same bundle, same --strategy / --output_dir), or pass "
+                f"--model_dir <the training run's output_dir> or --checkpoint <file.pt>")
         if self.checkpoint is not None:
             load_enhancer_weights(self.network, self.checkpoint)
         return enhance_directory(self.network, self.input_dir, self.output_dir, **self.kwargs)
