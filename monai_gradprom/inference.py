@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_gradprom.io import NotAnImageError, image_format, read_image, write_like
-from monai_gradprom.utils import load_checkpoint_file
+from monai_gradprom.utils import load_checkpoint_file, show_progress
 
 __all__ = [
     "EnhanceDirectory",
@@ -199,7 +199,7 @@ def enhance_directory(
     device: torch.device | str = "cpu",
     amp: bool = False,
     recursive: bool = True,
-    progress: bool = True,
+    progress: bool | None = None,
     inferer: Inferer | None = None,
 ) -> list[dict]:
     """Enhance every supported image under ``input_dir`` into ``output_dir``, each in its input's format.
@@ -211,7 +211,8 @@ def enhance_directory(
     reports) are skipped with a warning; an undecodable file stops the run with an error naming it (outputs
     already written stay valid: every write is atomic). Returns one record per image: ``input``, ``output``,
     ``format``, ``input_shape``, ``output_shape``, ``seconds``. ``inferer``: replaces that sliding window (a
-    bundle's ``inferer`` property); ``roi_size`` still sets the network's dimensionality.
+    bundle's ``inferer`` property); ``roi_size`` still sets the network's dimensionality. ``progress``: a bar
+    over the images; None (default) shows it only when stderr is a terminal (``show_progress``).
     """
     root, out_root = Path(input_dir), Path(output_dir)
     check_distinct_dirs(root, out_root)
@@ -240,7 +241,8 @@ def enhance_directory(
     try:
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
             upcoming = reader.submit(_read_or_skip, images[0], intensity) if images else None
-            for index, path in enumerate(tqdm(images, desc="enhancing", disable=not progress)):
+            show = show_progress() if progress is None else progress
+            for index, path in enumerate(tqdm(images, desc="enhancing", disable=not show)):
                 start = time.perf_counter()
                 source = upcoming.result()
                 if index + 1 < len(images):
@@ -353,7 +355,7 @@ class EnhanceDirectory:
         device: torch.device | str = "cpu",
         amp: bool = False,
         recursive: bool = True,
-        progress: bool = True,
+        progress: bool | None = None,
         inferer: Inferer | None = None,
     ) -> None:
         self.network, self.checkpoint = network, checkpoint

@@ -22,7 +22,7 @@ from monai.handlers import CheckpointSaver, TensorBoardImageHandler
 from monai.visualize import plot_2d_or_3d_image
 
 from monai_gradprom.engines.output import batch_level
-from monai_gradprom.utils import atomic_save, atomic_write
+from monai_gradprom.utils import atomic_save, atomic_write, show_progress
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -208,13 +208,22 @@ class StopOnNonFiniteLoss:
 
 class TrainingProgressBar:
     """Ignite's ProgressBar in the ``attach(engine)`` form MONAI handler lists expect, showing the scalar losses
-    (and, for gating strategies, the cosine and gate) of the latest iteration."""
+    (and, for gating strategies, the cosine and gate) of the latest iteration.
 
-    def __init__(self, keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate"), persist: bool = True):
+    ``enabled=None`` (default): only when stderr is a terminal (:func:`monai_gradprom.utils.show_progress`); in
+    a redirected log every redraw would be another line, and the epoch lines of ``StatsHandler`` remain."""
+
+    def __init__(
+        self, keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate"), persist: bool = True,
+        enabled: bool | None = None,
+    ):
         self.keys = tuple(keys)
         self.persist = persist
+        self.enabled = enabled
 
     def attach(self, engine: Engine) -> None:
+        if not (show_progress() if self.enabled is None else self.enabled):
+            return
         ProgressBar(persist=self.persist).attach(engine, output_transform=scalar_outputs(self.keys))
 
 

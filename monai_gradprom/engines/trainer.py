@@ -13,6 +13,7 @@ from ignite.engine import Events
 from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.handlers import LrScheduleHandler
 from monai.utils import CommonKeys
 from torch import nn
 from torch.utils.data import DataLoader
@@ -107,6 +108,12 @@ class GradPromTrainer(Trainer):
             ones IP warmed up on, so the data stream is not touched; without, they are drawn from the loader
             with the RNGs restored afterwards.
         calibration_batches: how many training batches the ratio is averaged over.
+        lr_schedulers: learning-rate schedulers (one, or a dict ``{name: scheduler}``, e.g. ``{"ip": ...,
+            "vr": ...}``), each stepped after every epoch by MONAI's :class:`~monai.handlers.LrScheduleHandler`
+            on every rank, and saved in :meth:`checkpoint_dict` (``lr_scheduler_<name>``) so that a resumed run
+            keeps its schedule. Whatever the schedule, ``engine.state.learning_rate`` (IP's optimizer) and
+            ``engine.state.vr_learning_rate`` (VR's, NaN without one) hold the rates of the current epoch, for
+            ``TensorBoardStatsHandler(state_attributes=["learning_rate", ...])``.
         vr_supervision: ``supervised`` (L_VR against labels/masks) or ``unsupervised`` (L_VR = distance between
             VR(IP(x)) and a frozen teacher copy of the pretrained VR applied to the clean target).
         ip_loss_function: L_IP, called as ``loss(enhanced, target)``; default MSE.
@@ -190,6 +197,7 @@ class GradPromTrainer(Trainer):
         strategy_options: Mapping[str, Any] | None = None,
         lam_ratio: float | None = None,
         calibration_batches: int = 4,
+        lr_schedulers: Any = None,
     ) -> None:
         self.strategy = build_strategy(strategy, lam=lam, gate=gate, options=strategy_options)
         self._warmup_strategy = PlainStrategy(lam=self.strategy.lam)
@@ -267,6 +275,11 @@ class GradPromTrainer(Trainer):
         use_scaler = amp and device_type == "cuda" and self.amp_kwargs["dtype"] == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
+        self.lr_schedulers: dict[str, Any] = as_task_dict(lr_schedulers, "ip")
+        for scheduler in self.lr_schedulers.values():
+            LrScheduleHandler(scheduler, print_lr=False, epoch_level=True).attach(self)
+        self.add_event_handler(Events.EPOCH_STARTED, GradPromTrainer._record_learning_rates)
+
         if vr_supervision == "unsupervised" and self.vr_networks:
             self.add_event_handler(Events.STARTED, GradPromTrainer._make_teachers)
 
@@ -311,6 +324,11 @@ class GradPromTrainer(Trainer):
             return list(self.vr_optimizer.values())
         return [self.vr_optimizer]
 
+    def _record_learning_rates(self) -> None:
+        self.state.learning_rate = float(self.ip_optimizer.param_groups[0]["lr"])
+        vr = self._vr_optimizers()
+        self.state.vr_learning_rate = float(vr[0].param_groups[0]["lr"]) if vr else float("nan")
+
     def checkpoint_dict(self) -> dict[str, Any]:
         """Everything that must be saved to resume exactly: networks, optimizers, scaler and this engine."""
         out: dict[str, Any] = {"ip_network": self.ip_network, "ip_optimizer": self.ip_optimizer, "trainer": self}
@@ -329,6 +347,8 @@ class GradPromTrainer(Trainer):
             out["strategy"] = self.strategy
         if self.lam_ratio is not None and self.strategy.uses_vr:
             out["calibration"] = self._calibration_state
+        for name, scheduler in self.lr_schedulers.items():
+            out[f"lr_scheduler_{name}"] = scheduler
         out["rng"] = RNGStates()
         return out
 
