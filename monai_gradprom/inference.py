@@ -28,10 +28,11 @@ from torch import nn
 from tqdm import tqdm
 
 from monai_gradprom.io import NotAnImageError, image_format, read_image, write_like
-from monai_gradprom.utils import load_checkpoint_file
+from monai_gradprom.utils import load_checkpoint_file, show_progress
 
 __all__ = [
     "EnhanceDirectory",
+    "NonFiniteImageError",
     "check_distinct_dirs",
     "enhance_array",
     "enhance_directory",
@@ -165,6 +166,18 @@ def check_distinct_dirs(input_dir: str | os.PathLike, output_dir: str | os.PathL
         )
 
 
+class NonFiniteImageError(ValueError):
+    """Input images hold NaN / Inf voxels: they were not enhanced (the other images were); ``paths`` names them."""
+
+    def __init__(self, message: str, paths: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+def _non_finite_voxels(array: np.ndarray) -> int:
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
 def _read_or_skip(path: Path, intensity: str):
     try:
         return read_image(path, intensity)
@@ -186,7 +199,7 @@ def enhance_directory(
     device: torch.device | str = "cpu",
     amp: bool = False,
     recursive: bool = True,
-    progress: bool = True,
+    progress: bool | None = None,
     inferer: Inferer | None = None,
 ) -> list[dict]:
     """Enhance every supported image under ``input_dir`` into ``output_dir``, each in its input's format.
@@ -198,7 +211,8 @@ def enhance_directory(
     reports) are skipped with a warning; an undecodable file stops the run with an error naming it (outputs
     already written stay valid: every write is atomic). Returns one record per image: ``input``, ``output``,
     ``format``, ``input_shape``, ``output_shape``, ``seconds``. ``inferer``: replaces that sliding window (a
-    bundle's ``inferer`` property); ``roi_size`` still sets the network's dimensionality.
+    bundle's ``inferer`` property); ``roi_size`` still sets the network's dimensionality. ``progress``: a bar
+    over the images; None (default) shows it only when stderr is a terminal (``show_progress``).
     """
     root, out_root = Path(input_dir), Path(output_dir)
     check_distinct_dirs(root, out_root)
@@ -211,6 +225,7 @@ def enhance_directory(
                                        overlap=overlap, mode="gaussian", padding_mode="replicate", device="cpu")
     records: list[dict] = []
     writes: list[tuple[dict, Future]] = []
+    non_finite: list[Path] = []
 
     def finish(count: int) -> None:  # wait for the oldest writes (a failed write raises here)
         for record, future in writes[:count]:
@@ -226,7 +241,8 @@ def enhance_directory(
     try:
         with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
             upcoming = reader.submit(_read_or_skip, images[0], intensity) if images else None
-            for index, path in enumerate(tqdm(images, desc="enhancing", disable=not progress)):
+            show = show_progress() if progress is None else progress
+            for index, path in enumerate(tqdm(images, desc="enhancing", disable=not show)):
                 start = time.perf_counter()
                 source = upcoming.result()
                 if index + 1 < len(images):
@@ -234,12 +250,21 @@ def enhance_directory(
                 if isinstance(source, NotAnImageError):
                     logger.warning("skipping %s", source)
                     continue
+                bad = _non_finite_voxels(source.array)
+                if bad:
+                    logger.warning("skipping %s: %d of its %d voxels are NaN / Inf; not enhanced", path, bad,
+                                   source.array.size)
+                    non_finite.append(path)
+                    continue
                 try:
                     result = enhance_array(network, source.array, inferer, in_channels, spatial_dims, device, amp)
                 except ValueError as exc:
                     raise ValueError(f"cannot enhance {path}: {exc}") from exc
                 except RuntimeError as exc:
                     raise RuntimeError(f"cannot enhance {path}: {exc}") from exc
+                if _non_finite_voxels(result):
+                    raise ValueError(f"cannot enhance {path}: the network's output holds NaN / Inf (the image is "
+                                     "finite: check the checkpoint's weights); nothing was written for it")
                 plane, new_plane = source.array.shape[1 : 1 + spatial_dims], result.shape[1 : 1 + spatial_dims]
                 if upscale is not None and tuple(new_plane) != tuple(s * upscale for s in plane):
                     raise ValueError(
@@ -253,9 +278,14 @@ def enhance_directory(
             finish(len(writes))
     finally:
         network.train(was_training)
+    if records:
+        logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)
+    if non_finite:
+        raise NonFiniteImageError(
+            f"{len(non_finite)} image(s) under {root} hold NaN / Inf voxels and were not enhanced "
+            f"({len(records)} other image(s) were): {_listing([str(p) for p in non_finite])}", non_finite)
     if not records:
         raise ValueError(f"no image under {root} could be enhanced: its DICOM files hold no pixel data")
-    logger.info("enhanced %d image(s) from %s into %s", len(records), root, out_root)
     return records
 
 
@@ -325,7 +355,7 @@ class EnhanceDirectory:
         device: torch.device | str = "cpu",
         amp: bool = False,
         recursive: bool = True,
-        progress: bool = True,
+        progress: bool | None = None,
         inferer: Inferer | None = None,
     ) -> None:
         self.network, self.checkpoint = network, checkpoint
@@ -338,6 +368,12 @@ class EnhanceDirectory:
     def __call__(self) -> list[dict]:
         check_distinct_dirs(self.input_dir, self.output_dir)
         find_images(self.input_dir, self.recursive, exclude=self.output_dir)  # a bad input folder fails first
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(
+                f"checkpoint not found: {self.checkpoint} (looked for {Path(self.checkpoint).resolve()}: a relative "
+                f"path is read from the folder the command runs in). Train first from this folder (the training's "
+                f"output_dir is the inference's model_dir: same bundle, same --strategy / --output_dir), or pass "
+                f"--model_dir <the training run's output_dir> or --checkpoint <file.pt>")
         if self.checkpoint is not None:
             load_enhancer_weights(self.network, self.checkpoint)
         return enhance_directory(self.network, self.input_dir, self.output_dir, **self.kwargs)

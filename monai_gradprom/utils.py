@@ -10,7 +10,22 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["optional_module", "atomic_write", "atomic_save", "require_file", "require_nonempty"]
+__all__ = ["optional_module", "atomic_write", "atomic_save", "require_file", "require_nonempty", "show_progress"]
+
+PROGRESS_ENV = "MONAI_GRADPROM_PROGRESS"
+
+
+def show_progress() -> bool:
+    """Whether progress bars should be drawn: when stderr is a terminal, where they redraw in place. Redirected to
+    a file (a job log, ``nohup``), each redraw is one more carriage-return line (megabytes over a training run);
+    the per-epoch log lines say the same there. ``MONAI_GRADPROM_PROGRESS=1`` / ``0`` forces them on / off."""
+    import sys
+
+    forced = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "0", "false", "no"):
+        return forced in ("1", "true", "yes")
+    stream = sys.stderr
+    return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
 
 
 def optional_module(name: str) -> tuple[ModuleType | None, str | None]:

@@ -252,3 +252,37 @@ def test_same_input_and_output_folder_is_refused_saying_so_before_anything_is_re
     # an output folder inside the input folder stays allowed
     assert len(EnhanceDirectory(torch.nn.Identity(), tmp_path, tmp_path / "sub", roi_size=(16, 16),
                                 progress=False)()) == 1
+
+
+def test_images_with_nan_or_inf_voxels_are_named_skipped_and_fail_the_run(tmp_path, caplog):
+    """The documented rule: a non-finite input is never enhanced (no all-NaN output), the other images are, and
+    the run ends in an error naming each such file."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = np.random.default_rng(0).random((8, 8, 2)).astype(np.float32)
+    nib.save(nib.Nifti1Image(good, np.eye(4)), inputs / "good.nii.gz")
+    for name, value in (("nan.nii.gz", np.nan), ("inf.nii.gz", np.inf)):
+        bad = good.copy()
+        bad[3, 4, 1] = value
+        nib.save(nib.Nifti1Image(bad, np.eye(4)), inputs / name)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="monai_gradprom.inference"):
+        with pytest.raises(ValueError, match="NaN / Inf") as info:
+            enhance_directory(torch.nn.Identity(), inputs, out, roi_size=(8, 8), progress=False)
+    message = str(info.value)
+    assert "nan.nii.gz" in message and "inf.nii.gz" in message and "good.nii.gz" not in message
+    assert "nan.nii.gz" in caplog.text and "inf.nii.gz" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["good.nii.gz"]  # nothing written for the bad ones
+    np.testing.assert_allclose(nib.load(out / "good.nii.gz").get_fdata(), good, atol=1e-6)
+
+
+def test_a_network_returning_nan_writes_nothing_and_names_the_file(tmp_path):
+    Image.fromarray(np.full((12, 12), 7, np.uint8)).save(tmp_path / "a.png")
+
+    class NaNNet(torch.nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    with pytest.raises(ValueError, match=r"a\.png.*NaN / Inf"):
+        enhance_directory(NaNNet(), tmp_path, tmp_path / "out", roi_size=(16, 16), progress=False)
+    assert not any((tmp_path / "out").glob("*.png"))

@@ -18,7 +18,8 @@ expensive runs:
 
 One module per job: :mod:`.checks` (values and overrides), :mod:`.lock` (the output folder's lock),
 :mod:`.run_folder` (a new run into a finished one's folder), :mod:`.record`
-(the configuration a checkpoint was made with).
+(the configuration a checkpoint was made with), :mod:`.errors` (a failed run's cause as the console's last line,
+installed when a ``python -m monai.bundle run`` command imports this package, as every bundle does).
 """
 
 from monai_gradprom.config.checks import (
@@ -29,6 +30,7 @@ from monai_gradprom.config.checks import (
     key_metric_names,
     validate_config,
 )
+from monai_gradprom.config.errors import TRACEBACK_ENV, install_bundle_excepthook, unwrap_config_error
 from monai_gradprom.config.lock import LOCK_FILENAME, lock_output_dir, release_output_dir
 from monai_gradprom.config.run_folder import FINAL_CHECKPOINT, RUN_RESULT_FILES, prepare_fresh_run, run_result_files
 from monai_gradprom.config.record import RunConfig, check_checkpoint, config_differences, recorded, recorded_config
@@ -52,4 +54,10 @@ __all__ = [
     "recorded",
     "config_differences",
     "check_checkpoint",
+    "TRACEBACK_ENV",
+    "install_bundle_excepthook",
+    "unwrap_config_error",
 ]
+
+if command_line_overrides() is not None:  # a bundle run from the command line: its errors end with the cause
+    install_bundle_excepthook()

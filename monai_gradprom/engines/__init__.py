@@ -20,6 +20,7 @@ from monai_gradprom.engines.handlers import (
     attach_checkpointing,
     scalar_outputs,
 )
+from monai_gradprom.engines.output import IterationOutput, batch_level
 from monai_gradprom.engines.pretrain import load_network_weights, pretrain_recognizer
 from monai_gradprom.engines.resume import latest_checkpoint, resume_from_checkpoint, resume_from_latest
 from monai_gradprom.engines.trainer import GradPromTrainer, is_pretrained, mark_pretrained, prepare_enhancement_batch
@@ -36,6 +37,8 @@ __all__ = [
     "resume_from_latest",
     "broadcast_parameters",
     "GradPromTrainer",
+    "IterationOutput",
+    "batch_level",
     "EnhancementEvaluator",
     "enhancement_metrics",
     "match_size",

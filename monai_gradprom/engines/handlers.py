@@ -21,7 +21,8 @@ from monai.engines.utils import IterationEvents
 from monai.handlers import CheckpointSaver, TensorBoardImageHandler
 from monai.visualize import plot_2d_or_3d_image
 
-from monai_gradprom.utils import atomic_save, atomic_write
+from monai_gradprom.engines.output import batch_level
+from monai_gradprom.utils import atomic_save, atomic_write, show_progress
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -43,8 +44,7 @@ def scalar_outputs(keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate", "
     and ``gate_exact`` exist only when a cheaper gating mode runs with ``audit``."""
 
     def transform(output: Any) -> dict[str, float]:
-        if isinstance(output, list):  # decollated: scalars are replicated per sample
-            output = output[0]
+        output = batch_level(output)  # decollated: the batch values (MONAI replicates scalars per sample)
         values = {}
         for key in keys:
             if isinstance(output, Mapping) and key in output:
@@ -70,6 +70,19 @@ def _filenames(batch: Any, key: str) -> list[str] | None:
     return [str(n) for n in names] if isinstance(names, (list, tuple)) else [str(names)]
 
 
+def _sample_ids(batch: Any, key: str) -> list[str] | None:
+    """Each sample's ``key`` entry (the data list's ``id``, collated into a list), None if the batch has none."""
+    if isinstance(batch, (list, tuple)):  # decollated
+        ids = [item.get(key) if isinstance(item, Mapping) else None for item in batch]
+        return None if any(i is None for i in ids) else [str(i) for i in ids]
+    if not isinstance(batch, Mapping) or batch.get(key) is None:
+        return None
+    ids = batch[key]
+    if isinstance(ids, torch.Tensor):
+        ids = ids.reshape(-1).tolist()
+    return [str(i) for i in ids] if isinstance(ids, (list, tuple)) else [str(ids)]
+
+
 def _per_image(details: Any) -> torch.Tensor | None:
     """One value per image from MONAI's metric details (``(N,)`` or ``(N, C)``: NaN-aware mean over C)."""
     values = torch.as_tensor(details).detach().double().cpu()
@@ -84,7 +97,8 @@ class MetricsJSONWriter:
 
     Next to it (``per_image=True``), ``per_image_filename`` (default: the JSON file's stem + ``_per_image.csv``,
     i.e. ``metrics_per_image.csv``) gets one row per image: its index in evaluation order, its source file when
-    the batches carry MONAI metadata, and every metric that keeps per-image details (MONAI's ``save_details``;
+    the batches carry MONAI metadata (column ``filename``), else each sample's ``id_key`` entry (the data lists'
+    ``id``, column ``id``), and every metric that keeps per-image details (MONAI's ``save_details``;
     the evaluator's metrics all do), averaged over classes for Dice / mIoU. Their column means are the values in
     the JSON file.
     """
@@ -97,13 +111,15 @@ class MetricsJSONWriter:
         per_image: bool = True,
         per_image_filename: str | None = None,
         image_key: str = "image",
+        id_key: str = "id",
     ):
         self.path = Path(output_dir) / filename
         self.extra = dict(extra or {})
         csv_name = per_image_filename or f"{self.path.stem}_per_image.csv"
         self.per_image_path = Path(output_dir) / csv_name if per_image else None
-        self.image_key = image_key
+        self.image_key, self.id_key = image_key, id_key
         self._names: list[str] | None = []
+        self._name_column: str | None = None
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self._reset)
@@ -111,12 +127,18 @@ class MetricsJSONWriter:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def _reset(self, engine: Engine) -> None:
-        self._names = []
+        self._names, self._name_column = [], None
 
     def _collect_names(self, engine: Engine) -> None:
-        if self._names is not None:
-            names = _filenames(engine.state.batch, self.image_key)
-            self._names = None if names is None else self._names + names
+        if self._names is None:
+            return
+        names, column = _filenames(engine.state.batch, self.image_key), "filename"
+        if names is None:
+            names, column = _sample_ids(engine.state.batch, self.id_key), "id"
+        if names is None or self._name_column not in (None, column):
+            self._names = None
+        else:
+            self._names, self._name_column = self._names + names, column
 
     def __call__(self, engine: Engine) -> None:
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float, torch.Tensor))}
@@ -136,7 +158,7 @@ class MetricsJSONWriter:
         n = max(len(v) for v in columns.values())
         columns = {k: v for k, v in columns.items() if len(v) == n}
         names = self._names if self._names and len(self._names) == n else None  # DDP: other ranks' names unknown
-        header = ["index"] + (["filename"] if names else []) + list(columns)
+        header = ["index"] + ([self._name_column] if names else []) + list(columns)
         rows = []
         for i in range(n):
             row = [str(i)] + ([names[i]] if names else []) + [repr(float(v[i])) for v in columns.values()]
@@ -168,9 +190,7 @@ class StopOnNonFiniteLoss:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        output = engine.state.output
-        if isinstance(output, list):
-            output = output[0]
+        output = batch_level(engine.state.output)
         for key in self.keys:
             if not isinstance(output, Mapping) or key not in output:
                 continue
@@ -188,13 +208,22 @@ class StopOnNonFiniteLoss:
 
 class TrainingProgressBar:
     """Ignite's ProgressBar in the ``attach(engine)`` form MONAI handler lists expect, showing the scalar losses
-    (and, for gating strategies, the cosine and gate) of the latest iteration."""
+    (and, for gating strategies, the cosine and gate) of the latest iteration.
 
-    def __init__(self, keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate"), persist: bool = True):
+    ``enabled=None`` (default): only when stderr is a terminal (:func:`monai_gradprom.utils.show_progress`); in
+    a redirected log every redraw would be another line, and the epoch lines of ``StatsHandler`` remain."""
+
+    def __init__(
+        self, keys: Sequence[str] = ("loss_ip", "loss_vr", "cos", "gate"), persist: bool = True,
+        enabled: bool | None = None,
+    ):
         self.keys = tuple(keys)
         self.persist = persist
+        self.enabled = enabled
 
     def attach(self, engine: Engine) -> None:
+        if not (show_progress() if self.enabled is None else self.enabled):
+            return
         ProgressBar(persist=self.persist).attach(engine, output_transform=scalar_outputs(self.keys))
 
 
@@ -207,8 +236,7 @@ class NanMean(Metric):
         super().__init__(output_transform=self._extract, device=device)
 
     def _extract(self, output: Any) -> torch.Tensor:
-        if isinstance(output, list):
-            output = output[0]
+        output = batch_level(output)
         if not isinstance(output, Mapping) or self.key not in output:
             return torch.tensor(float("nan"))
         return torch.as_tensor(output[self.key]).detach().double().mean()

@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from ignite.engine import Events
 from monai.engines import SupervisedTrainer
+from monai.metrics import DiceMetric
 from torch import nn
 
 from monai_gradprom.distributed import is_distributed, rank
@@ -169,6 +172,63 @@ def load_network_weights(network: nn.Module, path: str | os.PathLike, key: str |
     return network
 
 
+@torch.no_grad()
+def clean_score(
+    network: nn.Module,
+    data_loader: Iterable,
+    device: torch.device | str,
+    task_key: str = "label",
+    image_key: str = "target",
+    input_transform: Callable | None = None,
+) -> tuple[str, float]:
+    """``(name, value)``: the recognizer's top-1 ``accuracy`` (``task_key="label"``) or foreground ``dice``
+    (a mask) on the clean images of ``data_loader``. The RNG states are restored afterwards (a DataLoader draws
+    a seed from torch's generator), and the network's train / eval mode too."""
+    was_training = network.training
+    network.eval()
+    correct, count = 0.0, 0
+    dice = DiceMetric(include_background=False, reduction="mean", ignore_empty=True)
+    with torch.random.fork_rng(devices=[torch.device(device)] if torch.device(device).type == "cuda" else []):
+        for batchdata in data_loader:
+            batch = prepare_enhancement_batch(batchdata, device, keys=(image_key, task_key))
+            image = batch[image_key] if input_transform is None else input_transform(batch[image_key])
+            logits = network(image)
+            true = batch[task_key]
+            if logits.ndim == 2:
+                correct += float((logits.argmax(1) == true.reshape(-1).long()).sum())
+                count += len(true)
+            else:
+                classes = logits.shape[1]
+                mask = true[:, 0] if true.ndim == logits.ndim else true
+                dice(F.one_hot(logits.argmax(1), classes).movedim(-1, 1),
+                     F.one_hot(mask.long(), classes).movedim(-1, 1))
+    network.train(was_training)
+    if count:
+        return "accuracy", correct / count
+    return "dice", float(dice.aggregate()) if dice.get_buffer() is not None else float("nan")
+
+
+def _log_pretraining(trainer: SupervisedTrainer, network: nn.Module, val_data_loader: Iterable | None,
+                     device, task_key: str, image_key: str, input_transform: Callable | None) -> None:
+    """Log each pretraining epoch: the mean training loss and, with ``val_data_loader``, the clean score."""
+    losses: list[torch.Tensor] = []
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _keep_loss(engine):
+        losses.append(torch.as_tensor(engine.state.output["loss"]).detach().float())
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _log(engine):
+        loss = float(torch.stack(losses).mean()) if losses else float("nan")
+        losses.clear()
+        message = f"VR pretraining epoch {engine.state.epoch}/{engine.state.max_epochs}: loss {loss:.4f}"
+        if val_data_loader is not None:
+            name, value = clean_score(network, val_data_loader, device, task_key, image_key, input_transform)
+            message += f", clean validation {name} {value:.4f}"
+        if rank() == 0:
+            logger.info(message)
+
+
 def pretrain_recognizer(
     network: nn.Module,
     data_loader: Iterable,
@@ -183,6 +243,7 @@ def pretrain_recognizer(
     handlers: Sequence | None = None,
     amp: bool = False,
     record: Mapping[str, Any] | None = None,
+    val_data_loader: Iterable | None = None,
 ) -> nn.Module:
     """Train ``network`` to recognise ``task_key`` on clean images (the batch's ``target``), with MONAI's
     SupervisedTrainer, and mark it pretrained.
@@ -195,7 +256,8 @@ def pretrain_recognizer(
     and without one the network stays untrained (and unmarked). A file holding NaN / Inf is refused (see
     :func:`load_network_weights`). Weights that came out of training non-finite raise
     :class:`NonFiniteWeightsError` and are not saved. Callers that pass no ``record`` keep the earlier behaviour
-    for files without one (loaded as they are).
+    for files without one (loaded as they are). Every epoch logs (INFO) the mean training loss and,
+    with ``val_data_loader``, the recognizer's score on its clean images (:func:`clean_score`).
     """
     current = pretraining_record(network, epochs, optimizer, task_key, image_key, record)
     if checkpoint is not None and Path(checkpoint).is_file():
@@ -230,6 +292,7 @@ def pretrain_recognizer(
         amp=amp and torch.device(device).type == "cuda",
         decollate=False,
     )
+    _log_pretraining(trainer, network, val_data_loader, device, task_key, image_key, input_transform)
     trainer.run()
     network.eval()
     bad = non_finite_tensors(network.state_dict())

@@ -11,6 +11,7 @@ from ignite.engine import Events
 from monai.data import MetaTensor
 from monai.engines import Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.handlers import LrScheduleHandler
 from monai.utils import CommonKeys
 from torch import nn
 from torch.utils.data import DataLoader
@@ -19,6 +20,7 @@ from monai_gradprom.data.reproducible import RNGStates
 from monai_gradprom.distributed import broadcast_buffers, is_distributed
 from monai_gradprom.engines.calibration import CalibrationState, apply_calibration, gradient_norm_ratio
 from monai_gradprom.engines.wiring import autocast, is_pretrained, make_teachers, mark_pretrained, recognition_losses
+from monai_gradprom.engines.output import IterationOutput
 from monai_gradprom.gradients import all_finite, all_reduce_mean_
 from monai_gradprom.losses import default_vr_loss
 from monai_gradprom.strategies import GradientTerms, PlainStrategy, StepContext, Strategy, build_strategy
@@ -92,6 +94,12 @@ class GradPromTrainer(Trainer):
             ones IP warmed up on, so the data stream is not touched; without, they are drawn from the loader
             with the RNGs restored afterwards.
         calibration_batches: how many training batches the ratio is averaged over.
+        lr_schedulers: learning-rate schedulers (one, or a dict ``{name: scheduler}``, e.g. ``{"ip": ...,
+            "vr": ...}``), each stepped after every epoch by MONAI's :class:`~monai.handlers.LrScheduleHandler`
+            on every rank, and saved in :meth:`checkpoint_dict` (``lr_scheduler_<name>``) so that a resumed run
+            keeps its schedule. Whatever the schedule, ``engine.state.learning_rate`` (IP's optimizer) and
+            ``engine.state.vr_learning_rate`` (VR's, NaN without one) hold the rates of the current epoch, for
+            ``TensorBoardStatsHandler(state_attributes=["learning_rate", ...])``.
         vr_supervision: ``supervised`` (L_VR against labels/masks) or ``unsupervised`` (L_VR = distance between
             VR(IP(x)) and a frozen teacher copy of the pretrained VR applied to the clean target).
         ip_loss_function: L_IP, called as ``loss(enhanced, target)``; default MSE.
@@ -111,13 +119,19 @@ class GradPromTrainer(Trainer):
             ``accumulation_steps``): every step then has the scale of one micro-batch's mean-loss gradient.
         amp: mixed precision. On CUDA: float16 autocast with a gradient scaler (the cosine is scale invariant,
             and a step with inf/NaN gradients is skipped for every optimizer alike); on CPU: bfloat16 autocast.
-        decollate: MONAI's per-sample decollation of ``engine.state.output``. Off by default so that the output
-            stays the contract's dict; MODEL_COMPLETED is fired either way.
+        decollate: as in :class:`monai.engines.SupervisedTrainer` (default True), ``engine.state.output`` is a
+            list of per-sample dicts with the scalars replicated, so MONAI's ``StatsHandler()``,
+            ``TensorBoardStatsHandler()`` and ``from_engine(["loss"], first=True)`` log ``loss``, and
+            ``postprocessing`` transforms see one sample at a time. That list is an
+            :class:`~monai_gradprom.engines.output.IterationOutput`: ``output["cos"]`` still returns the batch
+            value. ``engine.state.batch`` is left as the batch dict. With ``decollate=False`` the output is the
+            plain batch dict.
         Other arguments are those of :class:`monai.engines.SupervisedTrainer`.
 
-    ``engine.state.output`` is a dict with ``loss_ip``, ``loss_vr`` (NaN while VR is unused), ``loss``, and for
-    gating strategies ``cos`` and ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch
-    tensors and ``pred`` (IP's output). All values are tensors; handlers read them after the step.
+    Output keys (``engine.state.output[key]``, with or without decollation): ``loss_ip``, ``loss_vr`` (NaN while
+    VR is unused), ``loss`` (= loss_ip + lam * loss_vr, the scalar to log), and for gating strategies ``cos`` and
+    ``gate`` (NaN on accumulation micro-batches that do not step), plus the batch tensors and ``pred`` (IP's
+    output). All values are tensors, left on the device; handlers read them after the step.
 
     Events: FORWARD_COMPLETED after IP's forward, LOSS_COMPLETED after the losses, BACKWARD_COMPLETED when
     ``p.grad`` of IP (and of VR / T where the strategy trains them) holds the gradient the optimizers are about
@@ -160,7 +174,7 @@ class GradPromTrainer(Trainer):
         amp: bool = False,
         event_names: list | None = None,
         event_to_attr: dict | None = None,
-        decollate: bool = False,
+        decollate: bool = True,
         optim_set_to_none: bool = True,
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
@@ -169,6 +183,7 @@ class GradPromTrainer(Trainer):
         strategy_options: Mapping[str, Any] | None = None,
         lam_ratio: float | None = None,
         calibration_batches: int = 4,
+        lr_schedulers: Any = None,
     ) -> None:
         self.strategy = build_strategy(strategy, lam=lam, gate=gate, options=strategy_options)
         self._warmup_strategy = PlainStrategy(lam=self.strategy.lam)
@@ -246,6 +261,11 @@ class GradPromTrainer(Trainer):
         use_scaler = amp and device_type == "cuda" and self.amp_kwargs["dtype"] == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
+        self.lr_schedulers: dict[str, Any] = as_task_dict(lr_schedulers, "ip")
+        for scheduler in self.lr_schedulers.values():
+            LrScheduleHandler(scheduler, print_lr=False, epoch_level=True).attach(self)
+        self.add_event_handler(Events.EPOCH_STARTED, GradPromTrainer._record_learning_rates)
+
         if vr_supervision == "unsupervised" and self.vr_networks:
             self.add_event_handler(Events.STARTED, GradPromTrainer._make_teachers)
 
@@ -263,6 +283,16 @@ class GradPromTrainer(Trainer):
             if ip_warmup_epochs > 0:
                 self.add_event_handler(Events.ITERATION_COMPLETED, GradPromTrainer._keep_warmup_batch)
 
+    def _register_decollate(self) -> None:
+        """MONAI's decollation at MODEL_COMPLETED (before ``postprocessing``), into an :class:`IterationOutput`:
+        per-sample views without MONAI's ``.item()`` on every scalar (a host synchronisation per iteration), and
+        still readable by key. The batch stays a dict (lam calibration reuses warm-up batches)."""
+
+        @self.on(IterationEvents.MODEL_COMPLETED)
+        def _decollate_output(engine: GradPromTrainer) -> None:
+            if isinstance(engine.state.output, Mapping):
+                engine.state.output = IterationOutput.decollate(engine.state.output)
+
     # -- properties ---------------------------------------------------------------------------------------------
     @property
     def network(self) -> nn.Module:
@@ -279,6 +309,11 @@ class GradPromTrainer(Trainer):
         if isinstance(self.vr_optimizer, Mapping):
             return list(self.vr_optimizer.values())
         return [self.vr_optimizer]
+
+    def _record_learning_rates(self) -> None:
+        self.state.learning_rate = float(self.ip_optimizer.param_groups[0]["lr"])
+        vr = self._vr_optimizers()
+        self.state.vr_learning_rate = float(vr[0].param_groups[0]["lr"]) if vr else float("nan")
 
     def checkpoint_dict(self) -> dict[str, Any]:
         """Everything that must be saved to resume exactly: networks, optimizers, scaler and this engine."""
@@ -298,6 +333,8 @@ class GradPromTrainer(Trainer):
             out["strategy"] = self.strategy
         if self.lam_ratio is not None and self.strategy.uses_vr:
             out["calibration"] = self._calibration_state
+        for name, scheduler in self.lr_schedulers.items():
+            out[f"lr_scheduler_{name}"] = scheduler
         out["rng"] = RNGStates()
         return out
 

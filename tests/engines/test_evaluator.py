@@ -169,6 +169,21 @@ def test_per_image_csv_next_to_metrics_json_matches_the_means(tmp_path):
         assert sum(float(r[key]) for r in rows) / len(rows) == pytest.approx(saved[key], rel=1e-5), key
 
 
+@pytest.mark.parametrize("decollate", [False, True])
+def test_per_image_csv_names_each_image_by_its_data_list_id_without_metadata(tmp_path, decollate):
+    """The bundles load with track_meta=False: no file name survives, but every data list item has an ``id``."""
+    data = _constant([0.2, 0.4, 0.6], [0.7, 0.3, 0.9], [1, 0, 1])
+    ids = iter(["patient7_4CH_ED", "patient7_4CH_ES", "COVID/a.png"])
+    for batch in data:
+        batch["id"] = [next(ids) for _ in range(len(batch["label"]))]  # strings collate into a list
+    evaluator = EnhancementEvaluator("cpu", data, Scale(0.5), vr_network=MeanThreshold(), decollate=decollate,
+                                     val_handlers=[MetricsJSONWriter(tmp_path)])
+    evaluator.run()
+    with open(tmp_path / "metrics_per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["id"] for r in rows] == ["patient7_4CH_ED", "patient7_4CH_ES", "COVID/a.png"]
+
+
 def test_postprocessing_and_decollate_as_in_monai_supervised_evaluator(tmp_path):
     data = _constant([0.2, 0.4, 0.6, 0.8], [0.7, 0.3, 0.9, 0.1], [1, 0, 1, 1], meta=True)
     reference = EnhancementEvaluator("cpu", data, Scale(0.5), vr_network=MeanThreshold())
