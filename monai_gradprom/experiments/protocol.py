@@ -30,7 +30,7 @@ from monai_gradprom.experiments.recognizers import (
     score,
 )
 from monai_gradprom.experiments.schedule import RunSpec, fine_tune, train_plain_to_plateau, train_warmup
-from monai_gradprom.experiments.settings import Arm, ProtocolSettings
+from monai_gradprom.experiments.settings import STRATEGY_OF, Arm, ProtocolSettings
 from monai_gradprom.experiments.store import PieceStore, settings_digest, tensor_digest
 from monai_gradprom.workflow import build_network, enhance
 
@@ -42,13 +42,6 @@ logger = logging.getLogger("monai_gradprom.experiments")
 # measurements draw their batches from steps that training never reaches, so its batches stay untouched
 _MEASURE_STEP = 1_000_000_000
 
-STRATEGY_OF = {
-    "plain": ("plain", "hard"),
-    "frozen": ("frozen", "hard"),
-    "joint": ("joint", "hard"),
-    "gradprom_hard": ("gradprom", "hard"),
-    "gradprom_soft": ("gradprom", "soft"),
-}
 
 
 def base_specs(strategies: tuple[str, ...], lam: float) -> list[RunSpec]:

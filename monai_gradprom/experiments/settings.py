@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["ProtocolSettings", "Arm", "preset", "SCALES", "REGIMES", "VR_STARTS", "VR_SUPERVISIONS"]
+__all__ = ["ProtocolSettings", "Arm", "preset", "SCALES", "REGIMES", "VR_STARTS", "VR_SUPERVISIONS", "STRATEGY_OF"]
 
 SCALES = ("quick", "cpu", "paper")
 REGIMES = ("finetune", "cascade")
@@ -22,6 +22,14 @@ VR_SUPERVISIONS = ("supervised", "unsupervised")
 # a regime's VR start unless the user names one: fine-tuning co-trains the clean-trained judge (the old protocol);
 # the cascade follows the GradProm paper, whose VR has never seen the medical task when it is cascaded
 DEFAULT_VR_START = {"finetune": "judge", "cascade": "naive"}
+# a protocol strategy name -> the trainer's strategy and gate
+STRATEGY_OF = {
+    "plain": ("plain", "hard"),
+    "frozen": ("frozen", "hard"),
+    "joint": ("joint", "hard"),
+    "gradprom_hard": ("gradprom", "hard"),
+    "gradprom_soft": ("gradprom", "soft"),
+}
 
 
 @dataclass(frozen=True)
@@ -158,8 +166,6 @@ class ProtocolSettings:
             fail("smoothed_gate_rho", self.smoothed_gate_rho, f"must be one of rhos {list(self.rhos)} or None")
         if not 0 <= self.smoothed_gate_beta < 1:
             fail("smoothed_gate_beta", self.smoothed_gate_beta, "must lie in [0, 1)")
-        from monai_gradprom.experiments.protocol import STRATEGY_OF
-
         for name in self.strategies:
             if name not in STRATEGY_OF:
                 fail("strategies", self.strategies, f"{name!r} is not one of {sorted(STRATEGY_OF)}")
