@@ -15,3 +15,9 @@ cp "$OUT/pareto.png" "$OUT/curves.png" "$OUT/results.json" "docs/results/$SOURCE
 sed -e "s#(pareto.png)#(results/$SOURCE/pareto.png)#" -e "s#(curves.png)#(results/$SOURCE/curves.png)#" \
   "$OUT/results.md" > "docs/results_$SOURCE.md"
 echo "wrote docs/results_$SOURCE.md"
+# the overview of every source made so far (docs/results.md): verdicts per source and arm
+results=(); links=()
+for f in docs/results/*/results.json; do
+  name=$(basename "$(dirname "$f")"); results+=("$f"); links+=("results_$name.md")
+done
+python -m monai_gradprom.experiments overview "${results[@]}" --out docs/results.md --links "${links[@]}"

@@ -4,6 +4,7 @@
     python -m monai_gradprom.experiments compare --bundle demo --output_dir O --regime cascade --vr_supervision unsupervised
     python -m monai_gradprom.experiments compare --bundle covid_ct --dataset_dir /data/COVID-CT --output_dir O
     python -m monai_gradprom.experiments compare --bundle mni152 --output_dir O --seeds 3 --scale cpu
+    python -m monai_gradprom.experiments overview O1/results.json O2/results.json --out docs/results.md
 """
 
 from __future__ import annotations
@@ -146,11 +147,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--protocol", nargs="*", default=None, metavar="KEY=VALUE",
                    help="protocol settings (monai_gradprom.experiments.ProtocolSettings), e.g. vr_max_steps=3000")
     c.add_argument("--verbose", action="store_true")
+    o = sub.add_parser("overview", help="one page over several comparisons' results.json (docs/results.md)")
+    o.add_argument("results", nargs="+", help="results.json files, one per source")
+    o.add_argument("--out", required=True, help="the Markdown file to write")
+    o.add_argument("--links", nargs="*", default=None, help="each source's full report, in the order of results")
     return parser
+
+
+def _overview(args: argparse.Namespace, command: str) -> int:
+    from monai_gradprom.experiments.overview import write_overview
+
+    if args.links is not None and len(args.links) != len(args.results):
+        raise SystemExit(f"overview: {len(args.links)} --links for {len(args.results)} results files")
+    try:
+        path = write_overview(args.results, args.out, args.links, command)
+    except ValueError as err:
+        raise SystemExit(f"overview: {err}") from None
+    print(f"wrote {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m monai_gradprom.experiments " + " ".join(shlex.quote(a) for a in argv_list)
+    if args.command == "overview":
+        return _overview(args, command)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
     if args.quick and args.scale not in (None, "quick"):
@@ -170,8 +192,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rho and "matched_rhos" not in changes:  # the matched controls follow the rhos asked for
         changes["matched_rhos"] = tuple(args.rho) if scale != "quick" else ()
     seeds = changes.pop("seeds", args.seeds)  # --protocol seeds=[1] runs seed 1 alone (e.g. one process per seed)
-    argv_list = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m monai_gradprom.experiments " + " ".join(shlex.quote(a) for a in argv_list)
     try:
         payload = compare(args.bundle, args.output_dir, args.dataset_dir, scale, seeds, args.device,
                           parse_overrides(args.set), command, args.jobs, **changes)

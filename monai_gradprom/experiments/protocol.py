@@ -44,14 +44,16 @@ _MEASURE_STEP = 1_000_000_000
 
 
 
-def base_specs(strategies: tuple[str, ...], lam: float) -> list[RunSpec]:
-    """The run of each named strategy at ``lam`` (``gradprom_hard`` -> strategy gradprom, gate hard)."""
+def base_specs(strategies: tuple[str, ...], lam: float, frozen_lam: float | None = None) -> list[RunSpec]:
+    """The run of each named strategy at ``lam`` (``gradprom_hard`` -> strategy gradprom, gate hard); ``frozen``
+    at ``frozen_lam`` when given (it trains through another VR than the co-training strategies)."""
     specs = []
     for name in strategies:
         if name not in STRATEGY_OF:
             raise ValueError(f"unknown protocol strategy {name!r}; known: {sorted(STRATEGY_OF)}")
         strategy, gate = STRATEGY_OF[name]
-        specs.append(RunSpec(name, strategy, lam, gate))
+        specs.append(RunSpec(name, strategy, frozen_lam if strategy == "frozen" and frozen_lam is not None else lam,
+                             gate))
     return specs
 
 
@@ -86,12 +88,13 @@ def _trainer_for_measurements(ip: nn.Module, vr: nn.Module, strategy: str, devic
 
 
 def calibrate(ip: nn.Module, vr: nn.Module, stream: DegradedStream, num_batches: int, device,
-              task_key: str = "label", vr_supervision: str = "supervised") -> float:
-    """r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters, through the fixed judge (``frozen``'s view; the
-    judge is its own teacher when unsupervised), averaged over ``num_batches`` batches of the stream (from steps
-    training never reaches)."""
-    judge = copy.deepcopy(vr).eval()
-    trainer = _trainer_for_measurements(copy.deepcopy(ip), judge, "frozen", device, task_key, vr_supervision, vr)
+              task_key: str = "label", vr_supervision: str = "supervised", teacher: nn.Module | None = None) -> float:
+    """r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters through ``vr`` as it is now (held fixed), averaged
+    over ``num_batches`` batches of the stream (from steps training never reaches). Unsupervised, VR(IP(x)) is
+    matched to ``teacher`` on the clean image (default: ``vr`` itself)."""
+    held = copy.deepcopy(vr).eval()
+    trainer = _trainer_for_measurements(copy.deepcopy(ip), held, "frozen", device, task_key, vr_supervision,
+                                        vr if teacher is None else teacher)
     batches = [stream.batch(_MEASURE_STEP + i) for i in range(num_batches)]
     return float(trainer.measure_gradient_ratio(batches, num_batches=num_batches))
 
@@ -251,10 +254,18 @@ def run_arm(ctx: SeedContext, arm: Arm, judges: Judges) -> dict[str, Any]:
     stream = DegradedStream(train, data.degradation, s.batch_size, ctx.seed)
     sup = arm.vr_supervision
     folder = ctx.arm_folder(arm)
+
+    def measure_ratios() -> dict[str, float]:
+        # r through the VR that sends IP its recognition gradient: the fixed judge for frozen, the co-trained VR
+        # at its start for joint / GradProm (a naive VR's gradients differ from the judge's by orders of magnitude)
+        ratio = calibrate(ip, fixed, stream, s.calibration_batches, ctx.device, task, sup)
+        cotrained = ratio if arm.vr_start == "judge" else calibrate(
+            ip, vr, stream, s.calibration_batches, ctx.device, task, sup, teacher=fixed)
+        return {"ratio": ratio, "ratio_cotrained": cotrained}
+
     calibration = ctx.store.json_piece(folder, "calibration", {
-        "start": ip_record, "judge": judges.records["fixed_vr"], "vr_supervision": sup,
-        "calibration_batches": s.calibration_batches}, lambda: {
-        "ratio": calibrate(ip, fixed, stream, s.calibration_batches, ctx.device, task, sup)})
+        "start": ip_record, "vr": vr_record, "judge": judges.records["fixed_vr"], "vr_supervision": sup,
+        "calibration_batches": s.calibration_batches}, measure_ratios)
     noise = ctx.store.json_piece(folder, "gate_noise", {
         "start": ip_record, "vr": vr_record, "judge": judges.records["fixed_vr"], "vr_supervision": sup,
         "agreement_batches": s.agreement_batches}, lambda: gate_noise(
@@ -307,10 +318,14 @@ def run_arm(ctx: SeedContext, arm: Arm, judges: Judges) -> dict[str, Any]:
         return result
 
     run(RunSpec("plain", "plain", 0.0), None)
-    ratio = calibration["ratio"]
+
+    def lam_of(rho: float, ratio: float) -> float:
+        return rho / ratio if ratio > 0 else 0.0
+
     for rho in s.rhos:
-        lam = rho / ratio if ratio > 0 else 0.0
-        results = {spec.name: run(spec, rho) for spec in base_specs(s.strategies, lam)}
+        lam = lam_of(rho, calibration["ratio_cotrained"])
+        specs = base_specs(s.strategies, lam, frozen_lam=lam_of(rho, calibration["ratio"]))
+        results = {spec.name: run(spec, rho) for spec in specs}
         if any(abs(rho - m) < 1e-12 for m in s.matched_rhos):
             for gate in ("hard", "soft"):
                 gated = results.get(f"gradprom_{gate}")
@@ -323,7 +338,9 @@ def run_arm(ctx: SeedContext, arm: Arm, judges: Judges) -> dict[str, Any]:
         if s.smoothed_gate_rho is not None and abs(rho - s.smoothed_gate_rho) < 1e-12:
             run(RunSpec("gradprom_hard_ema", "gradprom", lam, "hard", {"cos_ema": s.smoothed_gate_beta}), rho)
     return {"rows": rows, "curves": curves, "start": ip_meta, "vr_start": vr_meta, "plain_start": plain_start,
-            "calibration": {**calibration, "lam_per_rho": {str(r): (r / ratio if ratio > 0 else 0.0) for r in s.rhos}},
+            "calibration": {**calibration, "lam_per_rho": {str(r): lam_of(r, calibration["ratio_cotrained"])
+                                                           for r in s.rhos},
+                            "frozen_lam_per_rho": {str(r): lam_of(r, calibration["ratio"]) for r in s.rhos}},
             "gate_noise": noise}
 
 

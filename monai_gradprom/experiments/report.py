@@ -12,7 +12,7 @@ from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table, pare
 from monai_gradprom.utils import atomic_write
 from monai_gradprom.workflow import pyplot, save_figure, write_json
 
-__all__ = ["aggregate", "write_results", "plot_pareto", "plot_curves"]
+__all__ = ["aggregate", "format_mean_sd", "write_results", "plot_pareto", "plot_curves"]
 
 _METRICS = ("psnr", "ssim", "fixed_vr", "unseen_vr", "own_vr", "gate_rate", "mean_gate_weight", "lam")
 
@@ -40,7 +40,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(pair: tuple[float | None, float | None], digits: int) -> str:
+def format_mean_sd(pair: tuple[float | None, float | None], digits: int) -> str:
     mean, sd = pair
     if mean is None:
         return "-"
@@ -191,7 +191,10 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
         f"- Judges: the fixed VR (the bundle's `vr_network_def`) and an unseen recognizer of another family, both "
         f"trained on clean images until a clean validation score of {payload['min_clean_score']:.3f} "
         "(the run stops with an error when a judge does not reach it).",
-        "- lambda = rho / r, r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters through the fixed judge, "
+        "- lambda = rho / r, r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters through the VR that sends IP "
+        "its recognition gradient: the fixed judge for `frozen`, the co-trained VR at its start for `joint` and "
+        "GradProm (one network when it starts as the judge; a naive VR's gradients differ from the judge's by "
+        "orders of magnitude, so one lambda for both would leave one of them without pull), "
         f"measured per seed and arm at the arm's starting IP on {settings['calibration_batches']} batches; rho in "
         f"{settings['rhos']}; matched-lambda controls at rho {settings['matched_rhos']}"
         + (f", smoothed gate (EMA {settings['smoothed_gate_beta']}) at rho {settings['smoothed_gate_rho']}"
@@ -225,7 +228,7 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
     ]
     for arm in payload["arms"]:
         name = arm["name"]
-        lines += [f"## Arm `{name}`", "", "| seed | starting IP (val PSNR) | co-trained VR start, clean score | r | "
+        lines += [f"## Arm `{name}`", "", "| seed | starting IP (val PSNR) | co-trained VR start, clean score | r judge / co-trained | "
                   "gate sign agreement | median abs cos |", "|---|---|---|---|---|---|"]
         for seed, info in payload["per_seed"].items():
             a = info["arms"].get(name)
@@ -238,7 +241,8 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
             else:
                 desc = f"warm-up {start['steps']} steps ({start['val_psnr']:.2f} dB)"
             noise = a["gate_noise"]
-            lines.append(f"| {seed} | {desc} | {a['vr_start']['clean_score']:.3f} | {a['calibration']['ratio']:.3g} | "
+            lines.append(f"| {seed} | {desc} | {a['vr_start']['clean_score']:.3f} | {a['calibration']['ratio']:.3g} / "
+                         f"{a['calibration'].get('ratio_cotrained', a['calibration']['ratio']):.3g} | "
                          f"{noise['agreement']:.2f} | {noise['median_abs_cos']:.3f} |")
         lines += ["", "| strategy | rho | lambda | PSNR | SSIM | fixed VR | unseen VR | own VR | gate open | mean gate weight |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -246,8 +250,8 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
             rho = "-" if e["rho"] is None else f"{e['rho']:g}"
             lam = "-" if e["lam"][0] is None else f"{e['lam'][0]:.3g}"
             lines.append(
-                f"| {e['strategy']} | {rho} | {lam} | {_fmt(e['psnr'], 2)} | {_fmt(e['ssim'], 3)} | {_fmt(e['fixed_vr'], 3)} | "
-                f"{_fmt(e['unseen_vr'], 3)} | {_fmt(e['own_vr'], 3)} | {_fmt(e['gate_rate'], 2)} | {_fmt(e['mean_gate_weight'], 2)} |")
+                f"| {e['strategy']} | {rho} | {lam} | {format_mean_sd(e['psnr'], 2)} | {format_mean_sd(e['ssim'], 3)} | {format_mean_sd(e['fixed_vr'], 3)} | "
+                f"{format_mean_sd(e['unseen_vr'], 3)} | {format_mean_sd(e['own_vr'], 3)} | {format_mean_sd(e['gate_rate'], 2)} | {format_mean_sd(e['mean_gate_weight'], 2)} |")
         lines += ["", "Claims (paired over seeds: better - worse):", "",
                   "| claim | rho | PSNR, fixed VR, unseen VR, own VR |", "|---|---|---|"]
         lines += _reading([c for c in claims if c.get("arm") == name])

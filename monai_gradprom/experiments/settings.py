@@ -72,8 +72,9 @@ class ProtocolSettings:
     ``warmup_steps`` at ``warmup_lr`` and every strategy trains on from there for ``cascade_steps``. Both use a
     fresh Adam at ``finetune_lr`` (the papers' 1e-4; a co-trained VR at ``finetune_vr_lr``), plain continuing
     alongside as the control. lambda = rho / r, r = ||grad L_VR|| / ||grad L_IP|| over IP's parameters through
-    the fixed judge, measured on ``calibration_batches`` batches at the regime's starting IP: one r per seed and
-    arm, so every strategy at one rho uses the same lambda. The matched-lambda controls (joint and hard GradProm
+    the VR that sends IP its recognition gradient (the fixed judge for ``frozen``, the co-trained VR at its start
+    for ``joint`` and GradProm), measured on ``calibration_batches`` batches at the regime's starting IP: one r
+    per seed, arm and VR, so every co-training strategy at one rho uses the same lambda. The matched-lambda controls (joint and hard GradProm
     at GradProm's effective lambda) run at ``matched_rhos``; the smoothed gate (``cos_ema`` =
     ``smoothed_gate_beta``) at ``smoothed_gate_rho``.
     """

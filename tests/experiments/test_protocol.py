@@ -154,10 +154,16 @@ def test_compare_demo_writes_the_contract(tmp_path):
         assert (row["own_vr"] is None) == (row["strategy"] == "plain")
         if row["strategy"] == "frozen":
             assert row["own_vr"] == row["fixed_vr"]  # frozen's VR is the fixed judge
-    for arm in arms:  # lambda is rho / r of the arm's own start
-        ratio = result["per_seed"]["0"]["arms"][arm]["calibration"]["ratio"]
+    for arm in arms:  # lambda is rho / r of the arm's own start, through the VR each strategy trains IP with
+        calibration = result["per_seed"]["0"]["arms"][arm]["calibration"]
         frozen = next(r for r in result["rows"] if r["strategy"] == "frozen" and r["arm"] == arm)
-        assert frozen["lam"] == pytest.approx(1.0 / ratio)  # rho 1
+        joint = next(r for r in result["rows"] if r["strategy"] == "joint" and r["arm"] == arm)
+        assert frozen["lam"] == pytest.approx(1.0 / calibration["ratio"])  # rho 1, through the fixed judge
+        assert joint["lam"] == pytest.approx(1.0 / calibration["ratio_cotrained"])  # through the co-trained VR
+    judge_start = result["per_seed"]["0"]["arms"]["finetune/judge/supervised"]["calibration"]
+    assert judge_start["ratio_cotrained"] == judge_start["ratio"]  # the co-trained VR starts as the judge
+    naive_start = result["per_seed"]["0"]["arms"]["cascade/naive/supervised"]["calibration"]
+    assert naive_start["ratio_cotrained"] != pytest.approx(naive_start["ratio"], rel=1e-3)  # another network
     # the cascade's co-trained VR starts naive: at chance, not as the judge
     assert result["per_seed"]["0"]["arms"]["cascade/naive/supervised"]["vr_start"]["steps"] == 0
     gradprom_vs_joint = [c for c in result["claims"] if c["claim"] == "GradProm (hard) > joint, equal lambda"]

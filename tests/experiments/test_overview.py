@@ -1,0 +1,66 @@
+"""The overview page over several comparisons: verdicts carried over from each results.json, bad files named."""
+
+import json
+
+import pytest
+
+from monai_gradprom.experiments.cli import main
+from monai_gradprom.experiments.controls import claim_table
+from monai_gradprom.experiments.overview import load_results, overview_lines, write_overview
+
+ARM = "cascade/naive/supervised"
+
+
+def _payload(bundle: str, gap: list[float]) -> dict:
+    """Two seeds; GradProm (hard) beats joint on PSNR by ``gap`` per seed, nothing else differs."""
+    rows = []
+    for seed, g in enumerate(gap):
+        for strategy, psnr in (("plain", 30.0), ("joint", 29.0), ("gradprom_hard", 29.0 + g)):
+            rows.append({"strategy": strategy, "seed": seed, "rho": None if strategy == "plain" else 1.0,
+                         "arm": ARM, "psnr": psnr + seed, "ssim": 0.9, "fixed_vr": 0.7, "unseen_vr": 0.6,
+                         "own_vr": None if strategy == "plain" else 0.8, "gate_rate": 0.5, "lam": 0.1,
+                         "mean_gate_weight": 0.5})
+    return {"bundle": bundle, "degradation": "gaussian:0.1", "task_key": "label", "num_classes": 2,
+            "sizes": "8 training images", "settings": {"seeds": [0, 1], "finetune_steps": 2, "warmup_steps": 3,
+                                                       "cascade_steps": 4, "rhos": [1.0]},
+            "arms": [{"regime": "cascade", "vr_start": "naive", "vr_supervision": "supervised", "name": ARM}],
+            "references": {"noisy": {"psnr": 20.0, "fixed_vr": 0.5}, "clean": {"fixed_vr": 1.0}},
+            "rows": rows, "claims": claim_table(rows, [1.0]), "per_seed": {}}
+
+
+def test_overview_carries_each_sources_verdicts(tmp_path):
+    files = []
+    for bundle, gap in (("demo", [0.1, 0.5]), ("mni152", [-0.5, -0.5001])):
+        path = tmp_path / bundle / "results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(_payload(bundle, gap)))
+        files.append(path)
+    out = write_overview(files, tmp_path / "results.md", ["results_demo.md", None])
+    text = out.read_text()
+    head = [line for line in text.splitlines() if "GradProm (hard) > joint, equal lambda" in line]
+    # demo: diffs 0.1, 0.5 -> mean +0.30, sd 0.28, 1.5 standard errors from zero: within spread
+    assert "| `demo` | `cascade/naive/supervised` | GradProm (hard) > joint, equal lambda | 1 | +0.30 ± 0.28 *within spread*" in head[0]
+    assert "*reversed*" in head[1] and "`mni152`" in head[1]  # -0.5 on both seeds: consistently worse
+    assert "joint differs from plain (room for a gate)" in text and "[results_demo.md](results_demo.md)" in text
+    assert text.count("## Source `") == 2 and "### `mni152`, arm `cascade/naive/supervised`" in text
+    # the command line writes the same page
+    assert main(["overview", *map(str, files), "--out", str(tmp_path / "cli.md"), "--links", "results_demo.md",
+                 ""]) == 0
+    assert (tmp_path / "cli.md").read_text().split("\n", 3)[3] == text.split("\n", 3)[3]
+
+
+def test_overview_refuses_what_is_not_a_results_file(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps({"bundle": "demo"}))
+    with pytest.raises(ValueError, match=r"results\.json: not a comparison's results\.json \(no rows"):
+        load_results(bad)
+    with pytest.raises(SystemExit, match=r"overview: .*results\.json"):
+        main(["overview", str(bad), "--out", str(tmp_path / "o.md")])
+    assert not (tmp_path / "o.md").exists()  # nothing half-written
+    with pytest.raises(SystemExit, match="1 --links for 2 results files"):
+        main(["overview", str(bad), str(bad), "--out", str(tmp_path / "o.md"), "--links", "a.md"])
+
+
+def test_overview_lines_without_links_name_every_arm():
+    lines = overview_lines([_payload("demo", [0.2, 0.2])])
+    assert any(line.startswith("| gradprom_hard | 1 | 29.70 ± 0.71") for line in lines)
