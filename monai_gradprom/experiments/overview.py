@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_gradprom.experiments.controls import CLAIM_METRICS
+from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table
 from monai_gradprom.experiments.report import aggregate, format_mean_sd
 from monai_gradprom.utils import atomic_write
 
@@ -39,7 +39,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
         payload = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a readable results.json ({err})") from err
-    missing = [k for k in ("bundle", "rows", "claims", "settings", "references") if k not in payload]
+    missing = [k for k in ("bundle", "rows", "settings", "references") if k not in payload]
     if missing:
         raise ValueError(f"{path}: not a comparison's results.json (no {', '.join(missing)})")
     return payload
@@ -57,7 +57,9 @@ def _digits(metric: str) -> int:
 
 
 def _claims_of(payload: Mapping[str, Any], arm: str) -> list[Mapping[str, Any]]:
-    return [c for c in payload["claims"] if c.get("arm") == arm]
+    # recomputed from the rows: the verdicts follow today's rules, whichever version wrote the file
+    claims = claim_table(payload["rows"], payload["settings"]["rhos"])
+    return [c for c in claims if c.get("arm") == arm]
 
 
 def headline_lines(payloads: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -57,6 +57,16 @@ def test_claim_table_reads_the_ra_claim():
     assert not any(c["claim"].startswith("soft") for c in table)  # no soft runs: no such claim
 
 
+def test_room_for_a_gate_is_two_sided():
+    rows = [{"strategy": "plain", "seed": s, "rho": None, "psnr": 30.0, "fixed_vr": 0.5} for s in range(3)]
+    rows += [{"strategy": "joint", "seed": s, "rho": 1.0, "psnr": 30.0 - d, "fixed_vr": 0.5 + 0.01 * (s - 1)}
+             for s, d in enumerate([6.0, 5.0, 7.0])]
+    room = next(c for c in claim_table(rows, [1.0], metrics=("psnr", "fixed_vr")) if c["claim"].startswith("joint"))
+    # joint 6 dB below plain on every seed: the regime moves IP, whichever way; -0.01, 0, +0.01 does not
+    assert room["psnr"]["verdict"] == "differs" and math.isclose(room["psnr"]["mean"], -6.0)
+    assert room["fixed_vr"]["verdict"] == "within spread"
+
+
 def test_pareto_front():
     assert pareto_front([(1, 1), (2, 0), (0, 2), (0.5, 0.5)]) == [0, 1, 2]
     assert pareto_front([(1, 1), (1, 1)]) == [0, 1]  # equal points do not dominate each other

@@ -59,3 +59,16 @@ def test_datalists_from_the_shipped_template():
     item = lists["training"][0]
     assert item["image"].shape == (1, 32, 32) and item["seg"].shape == (1, 32, 32) and item["label"] in (0, 1)
     assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+
+
+def test_source_configs_resolve_in_a_fresh_process():
+    """A spawned worker imports only what it needs: the sources' ``$monai_gradprom.experiments.mni152...``
+    expressions must resolve there too (a `compare --bundle mni152 --jobs 2` once died on this)."""
+    import subprocess
+    import sys
+
+    code = ("import monai_gradprom.experiments.data, monai_gradprom;"
+            "print(monai_gradprom.experiments.mni152.datalists.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "datalists"
