@@ -264,4 +264,5 @@ def test_compare_runs_on_each_dataset_fixture(tmp_path, bundle):
     _, result = _compare(tmp_path, bundle, "--dataset_dir", str(data), "--set", f"image_size={size}",
                          "ip_channels=4", "ip_blocks=1", "vr_arch=resnet10")
     assert {row["strategy"] for row in result["rows"]} >= {"plain", "frozen", "gradprom_hard"}
+    assert {row["regime"] for row in result["rows"]} == {"finetune", "cascade"}  # --quick covers both regimes
     assert all(0.0 <= row["fixed_vr"] <= 1.0 for row in result["rows"])
