@@ -4,8 +4,9 @@ A unit is one seed's judges, or one seed's arms of one regime. Units of the same
 seed first, then every arm of every seed), so ``jobs`` processes, each with ``cpu_count // jobs`` threads, run
 them side by side: small networks use a second core far better as a second process than as a second thread.
 Every unit draws its numbers from its own seeds and batches, so a unit computes the same numbers in a worker as
-in the sequential runner (to float tolerance: a different thread count sums in another order). At the end the
-main process reads every piece back and assembles the per-seed results.
+in the sequential runner: identical at the same thread count; a different thread count sums in another order,
+which training can amplify well beyond float tolerance in an unstable run. At the end the main process reads
+every piece back and assembles the per-seed results.
 """
 
 from __future__ import annotations
