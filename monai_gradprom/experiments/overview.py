@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table
-from monai_gradprom.experiments.report import aggregate, format_mean_sd
+from monai_gradprom.experiments.report import aggregate, format_difference, format_mean_sd
 from monai_gradprom.utils import atomic_write
 
 __all__ = ["load_results", "overview_lines", "write_overview", "HEADLINE_CLAIMS"]
@@ -48,8 +48,7 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
 def _cell(value: Mapping[str, Any] | None, digits: int) -> str:
     if not value or value.get("mean") is None:
         return "-"
-    sd = f" ± {value['sd']:.{digits}f}" if value.get("sd") else ""
-    return f"{value['mean']:+.{digits}f}{sd} *{value['verdict']}*"
+    return f"{format_difference(value['mean'], value.get('sd'), digits)} *{value['verdict']}*"
 
 
 def _digits(metric: str) -> int:
@@ -59,6 +58,14 @@ def _digits(metric: str) -> int:
 def _claims(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     # recomputed from the rows: the verdicts follow today's rules, whichever version wrote the file
     return claim_table(payload["rows"], payload["settings"]["rhos"])
+
+
+def _timing(payload: Mapping[str, Any]) -> str:
+    # a rerun that reused stored pieces took less wall time than the comparison: say which is which
+    compute = sum((payload.get("compute_seconds") or {}).values()) / 60
+    text = (f"The last invocation took {payload.get('wall_minutes', 0):.0f} min wall with {payload.get('jobs', 1)} "
+            f"process(es) on {payload.get('hardware', '?')}")
+    return text + (f"; all pieces together {compute:.0f} compute-min." if compute else ".")
 
 
 def headline_lines(payloads: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -88,8 +95,7 @@ def source_lines(payload: Mapping[str, Any], link: str | None = None) -> list[st
         f"{payload['sizes']}; {len(settings['seeds'])} seeds; fixed judge's clean validation score per seed {clean}; "
         f"fixed judge on the degraded test input {refs['noisy'].get('fixed_vr', float('nan')):.3f}, on the clean "
         f"image {refs['clean'].get('fixed_vr', float('nan')):.3f}; degraded input {refs['noisy']['psnr']:.2f} dB. "
-        f"{payload.get('wall_minutes', 0):.0f} min wall with {payload.get('jobs', 1)} process(es) on "
-        f"{payload.get('hardware', '?')}.",
+        f"{_timing(payload)}",
         "",
     ]
     summary, claims = aggregate(payload["rows"]), _claims(payload)

@@ -12,7 +12,7 @@ from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table, pare
 from monai_gradprom.utils import atomic_write
 from monai_gradprom.workflow import pyplot, save_figure, write_json
 
-__all__ = ["aggregate", "format_mean_sd", "write_results", "plot_pareto", "plot_curves"]
+__all__ = ["aggregate", "format_mean_sd", "format_difference", "write_results", "plot_pareto", "plot_curves"]
 
 _METRICS = ("psnr", "ssim", "fixed_vr", "unseen_vr", "own_vr", "gate_rate", "mean_gate_weight", "lam")
 
@@ -45,6 +45,21 @@ def format_mean_sd(pair: tuple[float | None, float | None], digits: int) -> str:
     if mean is None:
         return "-"
     return f"{mean:.{digits}f}" if not sd else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _signed(value: float, digits: int, sign: str = "+") -> str:
+    # below the fixed-point resolution a verdict would stand next to "+0.000": show two significant digits instead
+    if value != 0 and abs(value) < 0.5 * 10 ** -digits:
+        return f"{value:{sign}.1e}"
+    return f"{value:{sign}.{digits}f}"
+
+
+def format_difference(mean: float | None, sd: float | None, digits: int) -> str:
+    """A paired difference as ``+mean ± sd``: ``digits`` decimals, or two significant digits for a value too small
+    to show with them (a difference of 4e-05 that *holds* must not read ``+0.000``)."""
+    if mean is None:
+        return "-"
+    return _signed(mean, digits) + (f" ± {_signed(sd, digits, '')}" if sd else "")
 
 
 def plot_pareto(summary: Sequence[Mapping[str, Any]], references: Mapping[str, Mapping[str, float]], path: Path,
@@ -124,8 +139,7 @@ def _reading(claims: Sequence[Mapping[str, Any]]) -> list[str]:
             v = c.get(metric)
             if not v or v["mean"] is None:
                 continue
-            sd = f" ± {v['sd']:.3f}" if v.get("sd") else ""
-            parts.append(f"{metric} {v['mean']:+.3f}{sd} ({v['verdict']})")
+            parts.append(f"{metric} {format_difference(v['mean'], v.get('sd'), 3)} ({v['verdict']})")
         lines.append(f"| {c['claim']} | {c['rho']:g} | " + "; ".join(parts) + " |")
     return lines
 

@@ -7,6 +7,7 @@ import pytest
 from monai_gradprom.experiments.cli import main
 from monai_gradprom.experiments.controls import claim_table
 from monai_gradprom.experiments.overview import load_results, overview_lines, write_overview
+from monai_gradprom.experiments.report import format_difference
 
 ARM = "cascade/naive/supervised"
 
@@ -64,3 +65,23 @@ def test_overview_refuses_what_is_not_a_results_file(tmp_path):
 def test_overview_lines_without_links_name_every_arm():
     lines = overview_lines([_payload("demo", [0.2, 0.2])])
     assert any(line.startswith("| gradprom_hard | 1 | 29.70 ± 0.71") for line in lines)
+
+
+def test_a_difference_below_the_shown_decimals_keeps_two_significant_digits():
+    assert format_difference(0.0123, 0.004, 3) == "+0.012 ± 0.004"
+    assert format_difference(-1.2345, 0.9, 2) == "-1.23 ± 0.90"
+    # 4e-05 that holds must not read "+0.000 ± 0.000"
+    assert format_difference(4e-05, 1.2e-05, 3) == "+4.0e-05 ± 1.2e-05"
+    assert format_difference(0.004, 1e-04, 3) == "+0.004 ± 1.0e-04"
+    assert format_difference(0.3, None, 2) == "+0.30" and format_difference(None, None, 2) == "-"
+    lines = overview_lines([_payload("demo", [1e-5, 1.2e-5])])  # mean 1.1e-05, sd 1.4e-06: 11 standard errors
+    assert any("| +1.1e-05 ± 1.4e-06 *holds*" in line for line in lines)
+
+
+def test_report_refuses_a_file_compare_did_not_write(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_payload("demo", [0.1, 0.2])))  # an overview's input lacks the report's keys
+    with pytest.raises(SystemExit, match=r"report: .*results\.json: not written by `compare` "
+                       r"\(no min_clean_score, curves_first_seed, hardware, jobs, wall_minutes\)"):
+        main(["report", str(tmp_path)])
+    assert not (tmp_path / "results.md").exists()

@@ -172,6 +172,15 @@ def test_compare_demo_writes_the_contract(tmp_path):
         assert {"fixed_vr", "unseen_vr"} <= set(result["references"][ref])
     assert (out / "results.md").read_text().count("min_clean_score was set to 0") == 1
     assert (out / "pareto.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    # `report` writes the same page again from results.json alone, training nothing
+    page = (out / "results.md").read_text()
+    assert result["command"].startswith("python -m monai_gradprom.experiments compare --bundle demo")
+    (out / "results.md").unlink()
+    (out / "pareto.png").unlink()
+    before = _pieces(out, "seed0/**/*-*.*")
+    assert main(["report", str(out)]) == 0
+    assert (out / "results.md").read_text() == page and (out / "pareto.png").stat().st_size > 0
+    assert _pieces(out, "seed0/**/*-*.*") == before
     # a second invocation reuses every saved piece (not one file rewritten) and writes the same rows
     before = _pieces(out, "seed0/**/*-*.*")
     _, again = _compare(tmp_path, "demo", *TINY_SET)
