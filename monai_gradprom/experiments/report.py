@@ -12,7 +12,8 @@ from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table, pare
 from monai_gradprom.utils import atomic_write
 from monai_gradprom.workflow import pyplot, save_figure, write_json
 
-__all__ = ["aggregate", "format_mean_sd", "format_difference", "write_results", "plot_pareto", "plot_curves"]
+__all__ = ["aggregate", "compute_seconds", "format_mean_sd", "format_difference", "write_results", "plot_pareto",
+           "plot_curves"]
 
 _METRICS = ("psnr", "ssim", "fixed_vr", "unseen_vr", "own_vr", "gate_rate", "mean_gate_weight", "lam")
 
@@ -144,13 +145,18 @@ def _reading(claims: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _seconds(payload: Mapping[str, Any]) -> dict[str, float]:
-    """Compute seconds by kind of piece, summed over seeds (each piece's first computation, in its process)."""
+def compute_seconds(payload: Mapping[str, Any]) -> dict[str, float]:
+    """Compute seconds by kind of piece, summed over seeds (each piece's first computation, in its process).
+    Arms of one regime share the seed's starting IP, arms of one VR start its starting VR: each counts once."""
     out: dict[str, float] = {"judges": 0.0, "starting IP": 0.0, "runs": 0.0}
+    arms = {a["name"]: a for a in payload["arms"]}
     for info in payload["per_seed"].values():
         out["judges"] += sum(j.get("seconds", 0.0) for j in info["judges"].values())
-        for arm in info["arms"].values():
-            out["starting IP"] += arm["start"].get("seconds", 0.0) + arm["vr_start"].get("seconds", 0.0)
+        shared: dict[tuple[str, str], float] = {}
+        for name, arm in info["arms"].items():
+            shared["ip", arms[name]["regime"]] = arm["start"].get("seconds", 0.0)
+            shared["vr", arms[name]["vr_start"]] = arm["vr_start"].get("seconds", 0.0)
+        out["starting IP"] += sum(shared.values())
     out["runs"] = sum(r.get("seconds", 0.0) for r in payload["rows"])
     return out
 
@@ -184,7 +190,7 @@ def write_results(output_dir: Path, payload: Mapping[str, Any], command: str) ->
         "pareto": plot_pareto(summary, references, output_dir / "pareto.png", title),
         "curves": plot_curves(payload["curves_first_seed"], output_dir / "curves.png", title + ", first seed"),
     }
-    seconds = _seconds(payload)
+    seconds = compute_seconds(payload)
     full = {**payload, "summary": summary, "claims": claims, "compute_seconds": seconds}
     json_path = write_json(output_dir / "results.json", full)
 

@@ -7,7 +7,7 @@ import pytest
 from monai_gradprom.experiments.cli import main
 from monai_gradprom.experiments.controls import claim_table
 from monai_gradprom.experiments.overview import load_results, overview_lines, write_overview
-from monai_gradprom.experiments.report import format_difference
+from monai_gradprom.experiments.report import compute_seconds, format_difference
 
 ARM = "cascade/naive/supervised"
 
@@ -85,3 +85,18 @@ def test_report_refuses_a_file_compare_did_not_write(tmp_path):
                        r"\(no min_clean_score, curves_first_seed, hardware, jobs, wall_minutes\)"):
         main(["report", str(tmp_path)])
     assert not (tmp_path / "results.md").exists()
+
+
+def test_compute_seconds_count_a_shared_start_once():
+    """Two arms of the cascade (supervised, unsupervised) start from the seed's one warm-up and one naive VR."""
+    arms = [{"regime": "cascade", "vr_start": "naive", "vr_supervision": v, "name": f"cascade/naive/{v}"}
+            for v in ("supervised", "unsupervised")]
+    arms.append({"regime": "finetune", "vr_start": "judge", "vr_supervision": "supervised",
+                 "name": "finetune/judge/supervised"})
+    starts = {"cascade/naive/supervised": (30.0, 2.0), "cascade/naive/unsupervised": (30.0, 2.0),
+              "finetune/judge/supervised": (100.0, 0.0)}
+    seed = {"judges": {"fixed_vr": {"seconds": 5.0}, "unseen_vr": {"seconds": 7.0}},
+            "arms": {name: {"start": {"seconds": ip}, "vr_start": {"seconds": vr}} for name, (ip, vr) in starts.items()}}
+    payload = {"arms": arms, "per_seed": {"0": seed, "1": seed}, "rows": [{"seconds": 1.5}, {"seconds": 2.5}]}
+    # per seed: judges 12, warm-up 30 + naive VR 2 + plain IP 100 (not 30 twice); two seeds
+    assert compute_seconds(payload) == {"judges": 24.0, "starting IP": 264.0, "runs": 4.0}
