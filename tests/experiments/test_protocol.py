@@ -181,6 +181,12 @@ def test_compare_demo_writes_the_contract(tmp_path):
     assert main(["report", str(out)]) == 0
     assert (out / "results.md").read_text() == page and (out / "pareto.png").stat().st_size > 0
     assert _pieces(out, "seed0/**/*-*.*") == before
+    # a results.json from before the command was stored: the command is taken from the page it rewrites
+    stored = json.loads((out / "results.json").read_text())
+    del stored["command"]
+    (out / "results.json").write_text(json.dumps(stored))
+    assert main(["report", str(out / "results.json")]) == 0
+    assert (out / "results.md").read_text() == page
     # a second invocation reuses every saved piece (not one file rewritten) and writes the same rows
     before = _pieces(out, "seed0/**/*-*.*")
     _, again = _compare(tmp_path, "demo", *TINY_SET)
