@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_gradprom.experiments.controls import CLAIM_METRICS, claim_table
-from monai_gradprom.experiments.report import aggregate, format_difference, format_mean_sd
+from monai_gradprom.experiments.report import aggregate, compute_seconds, format_difference, format_mean_sd
 from monai_gradprom.utils import atomic_write
 
 __all__ = ["load_results", "overview_lines", "write_overview", "HEADLINE_CLAIMS"]
@@ -61,8 +61,9 @@ def _claims(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _timing(payload: Mapping[str, Any]) -> str:
-    # a rerun that reused stored pieces took less wall time than the comparison: say which is which
-    compute = sum((payload.get("compute_seconds") or {}).values()) / 60
+    # a rerun that reused stored pieces took less wall time than the comparison: say which is which (the compute
+    # minutes recomputed, like the claims, so a file from an older version is counted by today's rules)
+    compute = sum(compute_seconds(payload).values()) / 60
     text = (f"The last invocation took {payload.get('wall_minutes', 0):.0f} min wall with {payload.get('jobs', 1)} "
             f"process(es) on {payload.get('hardware', '?')}")
     return text + (f"; all pieces together {compute:.0f} compute-min." if compute else ".")

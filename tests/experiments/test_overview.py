@@ -100,3 +100,12 @@ def test_compute_seconds_count_a_shared_start_once():
     payload = {"arms": arms, "per_seed": {"0": seed, "1": seed}, "rows": [{"seconds": 1.5}, {"seconds": 2.5}]}
     # per seed: judges 12, warm-up 30 + naive VR 2 + plain IP 100 (not 30 twice); two seeds
     assert compute_seconds(payload) == {"judges": 24.0, "starting IP": 264.0, "runs": 4.0}
+
+
+def test_overview_counts_compute_minutes_by_todays_rules():
+    payload = _payload("demo", [0.1, 0.2])
+    for row in payload["rows"]:  # 2 seeds x 3 strategies, a minute each
+        row["seconds"] = 60.0
+    payload["compute_seconds"] = {"runs": 1e6}  # a stale total stored by an older version is not repeated
+    text = "\n".join(overview_lines([payload]))
+    assert "all pieces together 6 compute-min." in text and "16667" not in text
